@@ -1,0 +1,554 @@
+"""The toy token world: a language-model task whose true rewards and optimal policies are known.
+
+A seeded vocabulary of V content words, a handful of prompts, and completions of L tokens.
+
+* basic reward r ("fluency") — Markov in tokens: r(y) = Σ_t B[y_{t−1}, y_t], a bigram table B,
+  with y_0 the last prompt word;
+* add-on reward r_R ("mention these words") — scored once, at the end of the completion:
+  r_R(y) = addon_scale · |{target words that occur in y}|;
+* the prior — the exact max-entropy optimal policy for r at temperature α (soft value iteration,
+  :func:`rpg.maxent.soft_value_iteration`; exact because r is Markov), distilled into a tiny
+  Llama ("pretraining") saved with its tokenizer and loadable by ``AutoModelForCausalLM``.
+
+Token dynamics are deterministic (the next state is the sequence so far), so the soft optimum is
+a sequence-level Gibbs distribution and the target of Residual PG (SPEC §1, paper eq. 2/8) is
+
+    π*(y|x) ∝ π_prior(y|x)^(ω'/α̂) · exp(r_R(y)/α̂)
+
+— the soft-optimal policy of (ω'/α)·r + r_R at temperature α̂. Because r_R looks at the whole
+completion, the per-token target is computed on an augmented state (last word, set of target
+words mentioned so far) with :func:`rpg.maxent.rpg_target`; tests check that it equals the
+sequence-level formula. Evaluation of a model is exact by enumerating all V^L completions (one
+forward pass over the V^(L−1) prefixes per prompt), or Monte Carlo with a standard error when V^L
+is too large.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import json
+import math
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from rpg.maxent import SoftSolution, rpg_target, soft_value_iteration
+
+__all__ = ["ToyWorldConfig", "ToyWorld", "default_cache_dir"]
+
+PAD_TOKEN = "<pad>"
+EOS_TOKEN = "<eos>"
+_SPECIAL_TOKENS = (PAD_TOKEN, EOS_TOKEN)
+_WORDS = (
+    "red", "blue", "green", "gold", "cat", "dog", "owl", "fox",
+    "sun", "moon", "rain", "snow", "tree", "leaf", "rock", "sand",
+    "bell", "drum", "harp", "horn", "ship", "road", "hill", "lake",
+)
+
+
+def default_cache_dir() -> Path:
+    """``$RPG_CACHE/toy_world`` or ``~/.cache/rpg/toy_world``."""
+    root = os.environ.get("RPG_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "rpg")
+    return Path(root) / "toy_world"
+
+
+@dataclass
+class ToyWorldConfig:
+    """Everything that defines a toy world; its hash names the cache entry."""
+
+    vocab_size: int = field(default=8, metadata={"help": "number of content words V (≤ 24)"})
+    completion_length: int = field(default=4, metadata={"help": "tokens per completion L"})
+    num_prompts: int = field(default=4, metadata={"help": "number of prompts"})
+    prompt_length: int = field(default=2, metadata={"help": "words per prompt"})
+    num_target_words: int = field(default=2, metadata={"help": "words the add-on reward asks to mention"})
+    fluency_scale: float = field(default=1.5, metadata={"help": "std of the bigram table B"})
+    addon_scale: float = field(default=1.0, metadata={"help": "add-on reward per target word mentioned"})
+    alpha: float = field(default=1.0, metadata={"help": "temperature α of the max-entropy prior"})
+    seed: int = field(default=0, metadata={"help": "seed of the world (tables, prompts, model init)"})
+    hidden_size: int = field(default=64, metadata={"help": "prior transformer width"})
+    num_layers: int = field(default=2, metadata={"help": "prior transformer depth"})
+    num_heads: int = field(default=4, metadata={"help": "prior transformer heads"})
+    distill_steps: int = field(default=400, metadata={"help": "distillation (pretraining) steps"})
+    distill_batch_size: int = field(default=128, metadata={"help": "sequences per distillation step"})
+    distill_lr: float = field(default=3e-3, metadata={"help": "distillation learning rate"})
+    max_enumeration: int = field(default=200_000, metadata={"help": "evaluate exactly when V^L ≤ this"})
+
+    def __post_init__(self) -> None:
+        if not 2 <= self.vocab_size <= len(_WORDS):
+            raise ValueError(f"vocab_size must be in [2, {len(_WORDS)}], got {self.vocab_size}")
+        for name in ("completion_length", "num_prompts", "prompt_length", "distill_batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0 <= self.num_target_words <= self.vocab_size:
+            raise ValueError(f"num_target_words must be in [0, vocab_size], got {self.num_target_words}")
+        if self.alpha <= 0:
+            raise ValueError(f"alpha must be > 0, got {self.alpha}")
+        if self.distill_steps < 0:
+            raise ValueError(f"distill_steps must be >= 0, got {self.distill_steps}")
+
+    def fingerprint(self) -> str:
+        payload = json.dumps(dataclasses.asdict(self), sort_keys=True)
+        return hashlib.sha1(payload.encode()).hexdigest()[:12]
+
+
+def _build_tokenizer(words: list[str]):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {token: i for i, token in enumerate([*_SPECIAL_TOKENS, *words])}
+    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token=PAD_TOKEN))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    backend.decoder = decoders.WordPiece(prefix="##", cleanup=False)  # joins words with spaces
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend, pad_token=PAD_TOKEN, eos_token=EOS_TOKEN, padding_side="left"
+    )
+
+
+class ToyWorld:
+    """A built toy world. Use :meth:`build`; the constructor only wires loaded pieces together."""
+
+    def __init__(self, config: ToyWorldConfig, directory: Path, tables: dict, tokenizer) -> None:
+        self.config = config
+        self.directory = Path(directory)
+        self.tokenizer = tokenizer
+        self.words: list[str] = tables["words"]
+        self.bigram = torch.tensor(tables["bigram"], dtype=torch.float64)  # [V, V]
+        self.prompt_words: list[list[int]] = tables["prompt_words"]  # content indices
+        self.target_words: list[int] = tables["target_words"]
+        self.info: dict = tables.get("info", {})
+        self.num_special = len(_SPECIAL_TOKENS)
+        self.pad_token_id = tokenizer.pad_token_id
+        self.eos_token_id = tokenizer.eos_token_id
+        self.prior = self._exact_prior()
+        self._completions: torch.Tensor | None = None
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def build(cls, config: ToyWorldConfig | None = None, cache_dir: str | Path | None = None, progress: bool = True) -> "ToyWorld":
+        """Build the world, or load it from ``cache_dir/<config hash>`` if it was built before."""
+        config = config or ToyWorldConfig()
+        cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        directory = cache_dir / f"world-{config.fingerprint()}"
+        if (directory / "world.json").exists():
+            return cls.load(directory)
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".building-", dir=cache_dir))
+        try:
+            tables = cls._make_tables(config)
+            tokenizer = _build_tokenizer(tables["words"])
+            world = cls(config, directory, tables, tokenizer)
+            model = world._distill_prior(progress=progress)
+            model.save_pretrained(staging / "prior_model")
+            tokenizer.save_pretrained(staging / "prior_model")
+            floor = world.evaluate(model, omega_prime=config.alpha, alpha_hat=config.alpha)
+            tables["info"] = {"prior_kl_to_exact_prior": floor["kl_to_prior"], "prior_off_support_mass": floor["off_support_mass"]}
+            (staging / "world.json").write_text(
+                json.dumps({"config": dataclasses.asdict(config), "tables": tables}, indent=1)
+            )
+            try:  # atomic publish; a concurrent builder may have won the race
+                staging.rename(directory)
+            except OSError:
+                shutil.rmtree(staging, ignore_errors=True)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return cls.load(directory)
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "ToyWorld":
+        from transformers import AutoTokenizer
+
+        directory = Path(directory)
+        data = json.loads((directory / "world.json").read_text())
+        tokenizer = AutoTokenizer.from_pretrained(directory / "prior_model")
+        return cls(ToyWorldConfig(**data["config"]), directory, data["tables"], tokenizer)
+
+    @staticmethod
+    def _make_tables(config: ToyWorldConfig) -> dict:
+        g = torch.Generator().manual_seed(config.seed)
+        words = list(_WORDS[: config.vocab_size])
+        bigram = torch.randn(config.vocab_size, config.vocab_size, generator=g, dtype=torch.float64) * config.fluency_scale
+        prompt_words = torch.randint(config.vocab_size, (config.num_prompts, config.prompt_length), generator=g)
+        target_words = torch.randperm(config.vocab_size, generator=g)[: config.num_target_words]
+        return {
+            "words": words,
+            "bigram": bigram.tolist(),
+            "prompt_words": prompt_words.tolist(),
+            "target_words": sorted(target_words.tolist()),
+        }
+
+    @property
+    def prior_model_dir(self) -> Path:
+        return self.directory / "prior_model"
+
+    def load_prior_model(self):
+        from transformers import AutoModelForCausalLM
+
+        return AutoModelForCausalLM.from_pretrained(self.prior_model_dir)
+
+    # ------------------------------------------------------------------ prompts and rewards
+    @property
+    def vocab_size(self) -> int:
+        return self.config.vocab_size
+
+    @property
+    def completion_length(self) -> int:
+        return self.config.completion_length
+
+    @property
+    def prompts(self) -> list[str]:
+        return [" ".join(self.words[i] for i in row) for row in self.prompt_words]
+
+    def prompt_dataset(self, repeats: int = 1):
+        """The prompts as a ``datasets.Dataset`` with a "prompt" column (TRL's standard format)."""
+        from datasets import Dataset
+
+        return Dataset.from_dict({"prompt": self.prompts * repeats})
+
+    def _content(self, token_ids: torch.Tensor) -> torch.Tensor:
+        """Content index (0..V−1) of token ids; −1 for special tokens."""
+        token_ids = torch.as_tensor(token_ids)
+        content = token_ids - self.num_special
+        return torch.where((content >= 0) & (content < self.vocab_size), content, torch.full_like(content, -1))
+
+    def _completion_valid(self, completion: torch.Tensor) -> torch.Tensor:
+        """True on completion tokens before the first special token (EOS or pad ends the text)."""
+        return torch.cumprod((completion >= 0).long(), dim=-1).bool()
+
+    def _last_prompt_word(self, prompt_ids: torch.Tensor) -> torch.Tensor:
+        content = self._content(prompt_ids)
+        # Prompts may be left- or right-padded: take the last content word of each row.
+        positions = torch.arange(content.shape[-1]).expand_as(content)
+        last = torch.where(content >= 0, positions, torch.full_like(positions, -1)).max(-1).values
+        if (last < 0).any():
+            raise ValueError("every prompt must contain at least one word of the world's vocabulary")
+        return content.gather(-1, last.unsqueeze(-1)).squeeze(-1)
+
+    def basic_reward(self, prompt_ids: torch.Tensor, completion_ids: torch.Tensor) -> torch.Tensor:
+        """Fluency r(y) = Σ_t B[y_{t−1}, y_t] over the completion's words (y_0 = last prompt word)."""
+        prompt_ids, completion_ids = torch.as_tensor(prompt_ids), torch.as_tensor(completion_ids)
+        previous = self._last_prompt_word(prompt_ids)
+        completion = self._content(completion_ids)
+        valid = self._completion_valid(completion)
+        prev_tokens = torch.cat([previous.unsqueeze(-1), completion[:, :-1]], dim=-1)
+        table = self.bigram[prev_tokens.clamp_min(0), completion.clamp_min(0)]
+        return (table * valid).sum(-1).float()
+
+    def addon_reward(self, prompt_ids: torch.Tensor, completion_ids: torch.Tensor) -> torch.Tensor:
+        """r_R(y) = addon_scale · number of distinct target words in the completion."""
+        completion = self._content(torch.as_tensor(completion_ids))
+        valid = self._completion_valid(completion)
+        mentioned = torch.zeros(completion.shape[0])
+        for word in self.target_words:
+            mentioned += ((completion == word) & valid).any(-1).float()
+        return self.config.addon_scale * mentioned
+
+    def _encode(self, texts: list[str]) -> torch.Tensor:
+        encoded = self.tokenizer(texts, padding=True, return_tensors="pt", add_special_tokens=False)
+        return encoded["input_ids"]
+
+    def reward_functions(self, include_basic: bool = False) -> list[Callable]:
+        """Rewards in TRL's signature ``f(prompts, completions, **kwargs) -> list[float]``.
+
+        By default only the add-on reward (what a customization optimizes); ``include_basic``
+        adds the fluency reward (for a Full policy trained on r + r_R).
+        """
+
+        def addon(prompts, completions, **kwargs):
+            return self.addon_reward(self._encode(_as_text(prompts)), self._encode(_as_text(completions))).tolist()
+
+        def basic(prompts, completions, **kwargs):
+            return self.basic_reward(self._encode(_as_text(prompts)), self._encode(_as_text(completions))).tolist()
+
+        addon.__name__ = "toy_addon_reward"
+        basic.__name__ = "toy_basic_reward"
+        return [addon, basic] if include_basic else [addon]
+
+    # ------------------------------------------------------------------ exact solutions
+    def _exact_prior(self) -> SoftSolution:
+        """Max-entropy optimal policy of r at α on the token MDP (state = last word)."""
+        V = self.vocab_size
+        transition = torch.zeros(V, V, V, dtype=torch.float64)
+        transition[:, torch.arange(V), torch.arange(V)] = 1.0  # next state = the word just said
+        return soft_value_iteration(self.bigram, transition, self.completion_length, self.config.alpha)
+
+    def _augmented_mdp(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """State = (last word, bitmask of target words mentioned): index word·2^K + mask.
+
+        Returns the transition [S, A, S], the add-on reward [L, S, A] (paid at the last step)
+        and the prior's log-policy lifted to [L, S, A].
+        """
+        V, K, L = self.vocab_size, len(self.target_words), self.completion_length
+        num_masks = 2**K
+        bit = torch.zeros(V, dtype=torch.long)
+        for k, word in enumerate(self.target_words):
+            bit[word] = 1 << k
+        S = V * num_masks
+        word_of = torch.arange(S) // num_masks
+        mask_of = torch.arange(S) % num_masks
+        next_mask = mask_of.unsqueeze(-1) | bit.unsqueeze(0)  # [S, A]
+        next_state = torch.arange(V).unsqueeze(0) * num_masks + next_mask
+        transition = torch.zeros(S, V, S, dtype=torch.float64)
+        transition.scatter_(-1, next_state.unsqueeze(-1), 1.0)
+        popcount = torch.tensor([bin(m).count("1") for m in range(num_masks)], dtype=torch.float64)
+        addon = torch.zeros(L, S, V, dtype=torch.float64)
+        addon[L - 1] = self.config.addon_scale * popcount[next_mask]
+        prior_log_policy = self.prior.log_policy[:, word_of, :]  # [L, S, A]
+        return transition, addon, prior_log_policy
+
+    def target_solution(self, omega_prime: float, alpha_hat: float) -> SoftSolution:
+        """Per-token exact target of RPG with (ω', α̂), on the augmented state (rpg.maxent.rpg_target)."""
+        transition, addon, prior_log_policy = self._augmented_mdp()
+        return rpg_target(addon, prior_log_policy, transition, self.completion_length, omega_prime, alpha_hat)
+
+    def _sequence_log_prob(self, log_policy: torch.Tensor, first_words: torch.Tensor, completions: torch.Tensor, augmented: bool) -> torch.Tensor:
+        """Σ_t log π_t(y_t|s_t) for content completions [N, L] starting after ``first_words`` [N]."""
+        num_masks = 2 ** len(self.target_words)
+        bit = torch.zeros(self.vocab_size, dtype=torch.long)
+        for k, word in enumerate(self.target_words):
+            bit[word] = 1 << k
+        word, mask = first_words, torch.zeros_like(first_words)
+        total = torch.zeros(completions.shape[0], dtype=torch.float64)
+        for t in range(completions.shape[1]):
+            action = completions[:, t]
+            state = word * num_masks + mask if augmented else word
+            total += log_policy[t, state, action]
+            word, mask = action, mask | bit[action]
+        return total
+
+    def all_completions(self) -> torch.Tensor:
+        """Every content completion [V^L, L] in lexicographic order (content indices)."""
+        if self._completions is None:
+            V, L = self.vocab_size, self.completion_length
+            if V**L > self.config.max_enumeration:
+                raise ValueError(f"V^L = {V ** L} completions exceed max_enumeration={self.config.max_enumeration}")
+            self._completions = torch.tensor(list(itertools.product(range(V), repeat=L)), dtype=torch.long)
+        return self._completions
+
+    def _first_words(self) -> torch.Tensor:
+        return torch.tensor([row[-1] for row in self.prompt_words])
+
+    def exact_prior_log_probs(self) -> torch.Tensor:
+        """log π_prior(y|x) of the exact prior, [num_prompts, V^L]."""
+        ys = self.all_completions()
+        return torch.stack(
+            [self._sequence_log_prob(self.prior.log_policy, w.expand(len(ys)), ys, augmented=False) for w in self._first_words()]
+        )
+
+    def exact_target_log_probs(self, omega_prime: float, alpha_hat: float) -> torch.Tensor:
+        """log π*(y|x) of RPG's exact target for (ω', α̂), [num_prompts, V^L] (SPEC §1).
+
+        π* ∝ π_prior^(ω'/α̂)·exp(r_R/α̂), the soft-optimal policy of (ω'/α)·r + r_R at α̂.
+        """
+        ys = self.all_completions()
+        solution = self.target_solution(omega_prime, alpha_hat)
+        return torch.stack(
+            [self._sequence_log_prob(solution.log_policy, w.expand(len(ys)), ys, augmented=True) for w in self._first_words()]
+        )
+
+    def completion_rewards(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(basic, add-on) reward of every content completion for every prompt, [num_prompts, V^L]."""
+        ys = self.all_completions() + self.num_special
+        basic, addon = [], []
+        for row in self.prompt_words:
+            prompt = torch.tensor(row).add(self.num_special).expand(len(ys), -1)
+            basic.append(self.basic_reward(prompt, ys).double())
+            addon.append(self.addon_reward(prompt, ys).double())
+        return torch.stack(basic), torch.stack(addon)
+
+    # ------------------------------------------------------------------ evaluation
+    @torch.no_grad()
+    def model_log_probs(self, model, batch_size: int = 4096) -> torch.Tensor:
+        """log πθ(y|x) of every content completion, [num_prompts, V^L], by one pass over prefixes.
+
+        A forward pass over the V^(L−1) prefixes gives, at each position, the next-token
+        distribution of every prefix of every completion; the last position covers all V endings.
+        """
+        V, L, s = self.vocab_size, self.completion_length, self.num_special
+        prefixes = torch.tensor(list(itertools.product(range(V), repeat=L - 1)), dtype=torch.long).reshape(-1, L - 1)
+        device = next(model.parameters()).device
+        rows = []
+        for prompt in self.prompt_words:
+            prompt_ids = torch.tensor(prompt) + s
+            chunks = []
+            for start in range(0, len(prefixes), batch_size):
+                prefix = prefixes[start : start + batch_size]
+                ids = torch.cat([prompt_ids.expand(len(prefix), -1), prefix + s], dim=-1).to(device)
+                logits = model(input_ids=ids).logits[:, len(prompt) - 1 :, :].float()
+                logp = torch.log_softmax(logits, dim=-1).double().cpu()  # [n, L, vocab]
+                steps = logp[:, : L - 1, :].gather(-1, (prefix + s).unsqueeze(-1)).squeeze(-1).sum(-1)  # [n]
+                last = logp[:, L - 1, s : s + V]  # [n, V]
+                chunks.append((steps.unsqueeze(-1) + last).reshape(-1))
+            rows.append(torch.cat(chunks))
+        return torch.stack(rows)
+
+    def evaluate_log_probs(self, log_probs: torch.Tensor, omega_prime: float | None = None, alpha_hat: float | None = None) -> dict:
+        """Expected rewards and KLs of a distribution over content completions given as log-probs."""
+        basic, addon = self.completion_rewards()
+        mass = log_probs.exp().sum(-1)  # per prompt; < 1 if the model puts mass on special tokens
+        conditional = log_probs - mass.log().unsqueeze(-1)
+        p = conditional.exp()
+        prior_lp = self.exact_prior_log_probs()
+        result = {
+            "basic": float((p * basic).sum(-1).mean()),
+            "addon": float((p * addon).sum(-1).mean()),
+            "kl_to_prior": float((p * (conditional - prior_lp)).sum(-1).mean()),
+            "off_support_mass": float(1.0 - mass.mean()),
+            "method": "exact",
+        }
+        result["total"] = result["basic"] + result["addon"]
+        if omega_prime is not None and alpha_hat is not None:
+            target_lp = self.exact_target_log_probs(omega_prime, alpha_hat)
+            result["kl_to_target"] = float((p * (conditional - target_lp)).sum(-1).mean())
+            result["kl_stderr"] = 0.0
+        return result
+
+    def evaluate(
+        self,
+        model,
+        omega_prime: float,
+        alpha_hat: float,
+        num_samples: int = 4096,
+        exact: bool | None = None,
+        seed: int = 0,
+    ) -> dict:
+        """Expected basic / add-on / total reward of ``model`` and KL(πθ ‖ exact target of (ω', α̂)).
+
+        Exact by enumeration when V^L ≤ ``max_enumeration`` (distribution conditioned on content
+        completions; ``off_support_mass`` is what the model gives to EOS/pad). Otherwise Monte
+        Carlo over ``num_samples`` completions, with ``kl_stderr`` the standard error of the KL.
+        Also returns ``kl_to_prior`` = KL(πθ ‖ exact prior) (for the prior model, the distillation floor).
+        """
+        was_training = model.training
+        model.eval()
+        try:
+            if exact is None:
+                exact = self.vocab_size**self.completion_length <= self.config.max_enumeration
+            if exact:
+                return self.evaluate_log_probs(self.model_log_probs(model), omega_prime, alpha_hat)
+            return self._evaluate_monte_carlo(model, omega_prime, alpha_hat, num_samples, seed)
+        finally:
+            model.train(was_training)
+
+    @torch.no_grad()
+    def _evaluate_monte_carlo(self, model, omega_prime: float, alpha_hat: float, num_samples: int, seed: int) -> dict:
+        from rpg_llm.sampling import sample_completions
+
+        device = next(model.parameters()).device
+        g = torch.Generator(device=device).manual_seed(seed)
+        per_prompt = max(1, num_samples // len(self.prompt_words))
+        solution = self.target_solution(omega_prime, alpha_hat)
+        stats = {k: [] for k in ("basic", "addon", "kl", "kl_prior", "on_support")}
+        for row in self.prompt_words:
+            prompt_ids = (torch.tensor(row) + self.num_special).expand(per_prompt, -1).to(device)
+            out = sample_completions(
+                model, prompt_ids, torch.ones_like(prompt_ids), self.completion_length, self.eos_token_id, self.pad_token_id, g
+            )
+            ids = out.completion_ids.cpu()
+            content = self._content(ids)
+            on_support = (content >= 0).all(-1)
+            seq_lp = out.logprobs.double().cpu().sum(-1)
+            first = torch.full((per_prompt,), row[-1])
+            ys = content.clamp_min(0)
+            target_lp = self._sequence_log_prob(solution.log_policy, first, ys, augmented=True)
+            prior_lp = self._sequence_log_prob(self.prior.log_policy, first, ys, augmented=False)
+            stats["basic"].append(self.basic_reward(prompt_ids.cpu(), ids).double())
+            stats["addon"].append(self.addon_reward(prompt_ids.cpu(), ids).double())
+            stats["kl"].append((seq_lp - target_lp)[on_support])
+            stats["kl_prior"].append((seq_lp - prior_lp)[on_support])
+            stats["on_support"].append(on_support.double())
+        cat = {k: torch.cat(v) for k, v in stats.items()}
+        kl = cat["kl"]
+        result = {
+            "basic": float(cat["basic"].mean()),
+            "addon": float(cat["addon"].mean()),
+            "kl_to_target": float(kl.mean()),
+            "kl_stderr": float(kl.std() / math.sqrt(max(len(kl), 1))) if len(kl) > 1 else float("nan"),
+            "kl_to_prior": float(cat["kl_prior"].mean()),
+            "off_support_mass": float(1.0 - cat["on_support"].mean()),
+            "method": f"monte_carlo (n={len(cat['on_support'])})",
+        }
+        result["total"] = result["basic"] + result["addon"]
+        return result
+
+    # ------------------------------------------------------------------ pretraining
+    def _distill_prior(self, progress: bool = True):
+        """Fit a tiny Llama to the exact prior's next-word distributions ("pretraining").
+
+        Batches mix prior samples with uniform random completions, so the model also learns the
+        prior on prefixes the prior rarely visits (customization moves there).
+        """
+        from transformers import LlamaConfig, LlamaForCausalLM
+
+        cfg = self.config
+        torch.manual_seed(cfg.seed)
+        vocab = self.num_special + self.vocab_size
+        model_config = LlamaConfig(
+            vocab_size=vocab,
+            hidden_size=cfg.hidden_size,
+            intermediate_size=2 * cfg.hidden_size,
+            num_hidden_layers=cfg.num_layers,
+            num_attention_heads=cfg.num_heads,
+            num_key_value_heads=cfg.num_heads,
+            max_position_embeddings=max(32, 2 * (cfg.prompt_length + cfg.completion_length)),
+            pad_token_id=self.pad_token_id,
+            eos_token_id=self.eos_token_id,
+            bos_token_id=None,
+            tie_word_embeddings=False,
+        )
+        model = LlamaForCausalLM(model_config)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.distill_lr, weight_decay=0.0)
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0 - step / max(cfg.distill_steps, 1))
+        g = torch.Generator().manual_seed(cfg.seed + 1)
+        prior_policy = self.prior.policy.float()  # [L, V, V]
+        L, V, s, P = cfg.completion_length, self.vocab_size, self.num_special, cfg.prompt_length
+        prompts = torch.tensor(self.prompt_words)
+        steps = range(cfg.distill_steps)
+        if progress:
+            from rich.progress import track
+
+            steps = track(steps, description="distilling the toy-world prior", transient=True)
+        for _ in steps:
+            B = cfg.distill_batch_size
+            prompt = prompts[torch.randint(len(prompts), (B,), generator=g)]
+            word = prompt[:, -1]
+            completion, targets = [], []
+            uniform = torch.rand(B, generator=g) < 0.5
+            for t in range(L):
+                probs = prior_policy[t, word]  # [B, V]
+                targets.append(probs)
+                sampled = torch.multinomial(probs, 1, generator=g).squeeze(-1)
+                word = torch.where(uniform, torch.randint(V, (B,), generator=g), sampled)
+                completion.append(word)
+            completion = torch.stack(completion, dim=1)
+            ids = torch.cat([prompt, completion[:, :-1]], dim=-1) + s
+            logits = model(input_ids=ids).logits[:, P - 1 :, :]  # [B, L, vocab]
+            target = torch.zeros_like(logits)
+            target[..., s : s + V] = torch.stack(targets, dim=1)
+            loss = -(target * torch.log_softmax(logits, dim=-1)).sum(-1).mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+        model.eval()
+        return model
+
+
+def _as_text(items) -> list[str]:
+    """TRL passes strings (standard format) or message lists (conversational): take the text."""
+    texts = []
+    for item in items:
+        if isinstance(item, str):
+            texts.append(item)
+        elif isinstance(item, list):
+            texts.append(" ".join(message.get("content", "") for message in item))
+        else:
+            texts.append(str(item))
+    return texts

@@ -1,0 +1,121 @@
+"""The toy token world: exact targets agree with rpg.maxent, rewards are what they claim, evaluation is exact."""
+
+import math
+
+import pytest
+import torch
+
+from rpg.maxent import soft_value_iteration
+from rpg_llm.toy_world import ToyWorld, ToyWorldConfig
+
+SMALL = dict(vocab_size=5, completion_length=3, num_prompts=3, distill_steps=150, hidden_size=32, num_heads=2, seed=3)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    return ToyWorld.build(ToyWorldConfig(**SMALL), tmp_path_factory.mktemp("toy_world"), progress=False)
+
+
+def test_exact_prior_is_the_sequence_gibbs_distribution_of_r(world):
+    # Deterministic dynamics: the soft-optimal policy of r at α is π(y|x) ∝ exp(r(y)/α).
+    basic, _ = world.completion_rewards()
+    prior = world.exact_prior_log_probs()
+    gibbs = torch.log_softmax(basic / world.config.alpha, dim=-1)
+    torch.testing.assert_close(prior, gibbs)
+
+
+@pytest.mark.parametrize("omega_prime,alpha_hat", [(0.5, 0.5), (1.5, 0.5), (0.0, 0.7), (0.3, 2.0)])
+def test_target_equals_sequence_formula_and_soft_optimum_of_scaled_r_plus_addon(world, omega_prime, alpha_hat):
+    target = world.exact_target_log_probs(omega_prime, alpha_hat)
+    basic, addon = world.completion_rewards()
+    prior = world.exact_prior_log_probs()
+    # Sequence level: π* ∝ π_prior^(ω'/α̂) · exp(r_R/α̂).
+    formula = torch.log_softmax((omega_prime * prior + addon) / alpha_hat, dim=-1)
+    torch.testing.assert_close(target, formula)
+    # SPEC §1: the soft-optimal policy of (ω'/α)·r + r_R at temperature α̂, solved on the augmented MDP.
+    transition, addon_table, _ = world._augmented_mdp()
+    num_masks = 2 ** len(world.target_words)
+    word_of = torch.arange(transition.shape[0]) // num_masks
+    scaled_basic = (omega_prime / world.config.alpha) * world.bigram[word_of, :]
+    solved = soft_value_iteration(scaled_basic + addon_table, transition, world.completion_length, alpha_hat)
+    ys = world.all_completions()
+    direct = torch.stack(
+        [world._sequence_log_prob(solved.log_policy, w.expand(len(ys)), ys, augmented=True) for w in world._first_words()]
+    )
+    torch.testing.assert_close(target, direct)
+    torch.testing.assert_close(target.exp().sum(-1), torch.ones(len(world.prompts), dtype=target.dtype))
+
+
+def test_basic_reward_sums_bigrams_and_stops_at_eos(world):
+    s = world.num_special
+    prompt = torch.tensor([[world.pad_token_id, s + 1, s + 2]])  # left-padded prompt, last word 2
+    completion = torch.tensor([[s + 0, s + 4, world.eos_token_id]])
+    expected = world.bigram[2, 0] + world.bigram[0, 4]
+    assert world.basic_reward(prompt, completion).item() == pytest.approx(float(expected), abs=1e-6)
+    # Words after EOS do not count.
+    after_eos = torch.tensor([[s + 0, world.eos_token_id, s + 4]])
+    assert world.basic_reward(prompt, after_eos).item() == pytest.approx(float(world.bigram[2, 0]), abs=1e-6)
+
+
+def test_addon_reward_counts_distinct_target_words(world):
+    s, scale = world.num_special, world.config.addon_scale
+    first = world.target_words[0]
+    other = next(w for w in range(world.vocab_size) if w not in world.target_words)
+    prompt = torch.tensor([[s + first]])  # prompt words do not count
+    assert world.addon_reward(prompt, torch.tensor([[s + other] * 3])).item() == 0.0
+    assert world.addon_reward(prompt, torch.tensor([[s + first, s + first, s + other]])).item() == pytest.approx(scale)
+    both = torch.tensor([[s + w for w in world.target_words] + [s + other]])
+    assert world.addon_reward(prompt, both).item() == pytest.approx(scale * len(world.target_words))
+
+
+def test_reward_functions_follow_trl_signature(world):
+    (addon,) = world.reward_functions()
+    word = world.words[world.target_words[0]]
+    other = world.words[next(w for w in range(world.vocab_size) if w not in world.target_words)]
+    scores = addon(prompts=world.prompts[:2], completions=[f"{word} {other} {other}", f"{other} {other} {other}"])
+    assert scores == pytest.approx([world.config.addon_scale, 0.0])
+    dataset = world.prompt_dataset()
+    assert dataset.column_names == ["prompt"] and list(dataset["prompt"]) == world.prompts
+
+
+def test_model_log_probs_match_a_direct_forward(world):
+    model = world.load_prior_model()
+    table = world.model_log_probs(model)
+    ys = world.all_completions()
+    g = torch.Generator().manual_seed(0)
+    picks = torch.randint(len(ys), (6,), generator=g)
+    for p, prompt in enumerate(world.prompt_words):
+        ids = torch.cat([torch.tensor(prompt).expand(len(picks), -1), ys[picks]], dim=-1) + world.num_special
+        with torch.no_grad():
+            logp = torch.log_softmax(model(input_ids=ids).logits.double(), -1)
+        P = len(prompt)
+        direct = logp[:, P - 1 : -1].gather(-1, ids[:, P:].unsqueeze(-1)).squeeze(-1).sum(-1)
+        torch.testing.assert_close(table[p, picks], direct, atol=1e-5, rtol=0)
+
+
+def test_prior_model_is_close_to_the_exact_prior_and_mc_agrees_with_exact(world):
+    model = world.load_prior_model()
+    exact = world.evaluate(model, omega_prime=0.5, alpha_hat=0.5)
+    assert exact["kl_to_prior"] == pytest.approx(world.info["prior_kl_to_exact_prior"], abs=1e-9)
+    assert exact["kl_to_prior"] < 0.05  # the distillation floor
+    assert exact["total"] == pytest.approx(exact["basic"] + exact["addon"])
+    mc = world.evaluate(model, omega_prime=0.5, alpha_hat=0.5, exact=False, num_samples=3000)
+    assert abs(mc["kl_to_target"] - exact["kl_to_target"]) < 4 * mc["kl_stderr"] + 0.02
+    assert abs(mc["addon"] - exact["addon"]) < 0.1
+
+
+def test_exact_target_evaluates_to_zero_kl_and_greedy_target_maximizes_addon(world):
+    target = world.exact_target_log_probs(0.0, 0.05)
+    stats = world.evaluate_log_probs(target, 0.0, 0.05)
+    assert stats["kl_to_target"] == pytest.approx(0.0, abs=1e-9)
+    best = world.config.addon_scale * min(len(world.target_words), world.completion_length)
+    assert stats["addon"] == pytest.approx(best, abs=1e-3)
+    assert not math.isnan(stats["kl_to_prior"])
+
+
+def test_build_reuses_the_cache(world, tmp_path):
+    again = ToyWorld.build(ToyWorldConfig(**SMALL), world.directory.parent, progress=False)
+    assert again.directory == world.directory
+    assert again.prompts == world.prompts
+    with pytest.raises(ValueError, match="vocab_size"):
+        ToyWorldConfig(vocab_size=1)
