@@ -1,0 +1,1 @@
+"""Reproduction of the paper's MuJoCo tables: planner, resumable sweep, tables, plots, CLI."""

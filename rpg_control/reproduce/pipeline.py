@@ -1,0 +1,177 @@
+"""One table end to end: plan its runs, run them (in stages where one needs another), write the
+table and its plots. Rerunning the same command continues where a killed sweep stopped."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rpg_control.reproduce import paper, plots, tables
+from rpg_control.reproduce.plan import (
+    CUSTOMIZATION_VARIANTS,
+    PRIOR_EVALUATION,
+    RunSpec,
+    Scale,
+    customization_runs,
+    file_sha256,
+    full_policy_runs,
+    prior_candidate_runs,
+    table1_runs,
+    table3_runs,
+)
+from rpg_control.reproduce.store import REPO_ROOT, copy_atomic, read_json, utc_now, write_json_atomic, write_text_atomic
+from rpg_control.reproduce.sweep import Sweep, SweepReport
+
+DEFAULT_RESULTS_ROOT = REPO_ROOT / "results" / "mujoco"
+DEFAULT_RUNS_ROOT = REPO_ROOT / "runs" / "reproduce"
+
+
+@dataclass
+class Reproduction:
+    table: int
+    envs: list[str]
+    scale: Scale
+    sweep: Sweep
+    out_dir: Path  # results/mujoco/<scale label>/
+    command: str = ""
+    priors: dict[str, str] = field(default_factory=dict)  # env -> prior checkpoint given on the command line
+    report: SweepReport = field(default_factory=SweepReport)
+
+    # -- priors (Table II) -----------------------------------------------------------------------
+    def prior_path(self, env: str) -> Path:
+        return self.out_dir / "priors" / f"{env}.pt"
+
+    def known_prior(self, env: str) -> dict | None:
+        """The prior checkpoint of ``env``: given on the command line, or already picked (and committed)."""
+        if env in self.priors:
+            path = Path(self.priors[env])
+            return {"path": str(path), "sha256": file_sha256(path), "origin": "given with --prior"}
+        path = self.prior_path(env)
+        if path.exists():
+            record = read_json(path.with_suffix(".json")) or {}
+            record.update(path=_relative(path), sha256=file_sha256(path))
+            return record
+        return None
+
+    def pick_prior(self, env: str) -> dict | None:
+        """Table I's best Soft PPO checkpoint (by its best-checkpoint basic reward), copied next to the table."""
+        finished = [(spec, self.sweep.load(spec)) for spec in prior_candidate_runs(env, self.scale)]
+        finished = [(spec, result) for spec, result in finished if result is not None]
+        if not finished:
+            return None
+        spec, result = max(finished, key=lambda item: item[1]["eval"]["best"]["basic"]["mean"])
+        source = Path(result["checkpoints"]["best"])
+        if not source.is_absolute():
+            source = REPO_ROOT / source
+        if not source.exists():
+            raise FileNotFoundError(f"prior checkpoint {source} of {spec.run_id} is gone; pass --prior {env}=CKPT")
+        target = self.prior_path(env)
+        copy_atomic(source, target)
+        record = {
+            "origin": f"best Soft PPO checkpoint of {len(finished)} Table I run(s): {spec.run_id}",
+            "source_run": spec.run_id,
+            "source_checkpoint": _relative(source),
+            "eval_best": result["eval"]["best"],
+            "picked_at": utc_now(),
+            "commit": result["commit"],
+        }
+        write_json_atomic(target.with_suffix(".json"), record)
+        record.update(path=_relative(target), sha256=file_sha256(target))
+        return record
+
+    # -- plans -----------------------------------------------------------------------------------
+    def cells(self, priors: dict[str, dict], envs: list[str]) -> dict[tuple[str, str], list[RunSpec]]:
+        """(env, column) -> the seeds' run specs of one table cell group."""
+        cells: dict[tuple[str, str], list[RunSpec]] = {}
+        if self.table == 1:
+            for spec in table1_runs(envs, self.scale):
+                cells.setdefault((spec.env, spec.variant), []).append(spec)
+        elif self.table == 3:
+            for spec in table3_runs(envs, self.scale):
+                cells.setdefault((spec.env, "state" if spec.state_std else "global"), []).append(spec)
+        else:
+            for env in envs:
+                cells[(env, "full")] = full_policy_runs(env, self.scale)
+                prior = priors.get(env)
+                if prior is None:
+                    continue
+                for spec in customization_runs(env, self.scale, prior["path"], prior["sha256"]):
+                    cells.setdefault((env, spec.variant), []).append(spec)
+        return cells
+
+    def run(self, execute: bool = True) -> int:
+        """Run what is missing (unless ``execute`` is False), then write the tables. Exit code."""
+        priors = {env: p for env in self.envs if (p := self.known_prior(env)) is not None} if self.table == 2 else {}
+        if execute and self.table == 2:
+            # Stage 1: the Soft PPO runs a missing prior is picked from.
+            stage1 = [s for env in self.envs if env not in priors for s in prior_candidate_runs(env, self.scale)]
+            self._merge(self.sweep.run(stage1))
+            for env in self.envs:
+                if env not in priors and (picked := self.pick_prior(env)) is not None:
+                    priors[env] = picked
+        if execute:
+            cells = self.cells(priors, self.envs)
+            self._merge(self.sweep.run([spec for specs in cells.values() for spec in specs]))
+        self.write_outputs(priors)
+        missing_priors = [env for env in self.envs if self.table == 2 and env not in priors]
+        for env in missing_priors:
+            self.sweep.log(f"reproduce: no prior for {env} yet (its Soft PPO runs have not finished)")
+        return 1 if self.report.failed or missing_priors else 0
+
+    def _merge(self, report: SweepReport) -> None:
+        self.report.finished += report.finished
+        self.report.skipped += report.skipped
+        self.report.failed += report.failed
+
+    # -- outputs ---------------------------------------------------------------------------------
+    def write_outputs(self, priors: dict[str, dict]) -> list[Path]:
+        """The table and plots of every env with results at this scale (earlier sweeps' envs included)."""
+        if self.table == 2:
+            priors = {**{env: p for env in paper.ENVS if (p := self.known_prior(env)) is not None}, **priors}
+        all_cells = self.cells(priors, list(paper.ENVS))
+        results = {s.run_id: r for specs in all_cells.values() for s in specs if (r := self.sweep.load(s)) is not None}
+        envs = [env for env in paper.ENVS if env in self.envs or any(
+            s.run_id in results for (e, _), specs in all_cells.items() if e == env for s in specs)]
+        cells = {key: specs for key, specs in all_cells.items() if key[0] in envs}
+        self.report_envs = envs
+        curves = {key: [results[s.run_id].get("curve", []) for s in specs if s.run_id in results] for key, specs in cells.items()}
+        grouped: dict[str, dict[str, list]] = {}
+        for (env, column), runs in curves.items():
+            if runs and column != PRIOR_EVALUATION:
+                grouped.setdefault(env, {})[column] = runs
+        written = []
+        stem = self.out_dir / f"table{self.table}"
+        if self.table == 1:
+            text = tables.table1_markdown(envs, self.scale, cells, results, self.command)
+            plots.learning_curves(stem.with_name("table1_curves.png"), envs, grouped, paper.TABLE1_TITLES,
+                                  "episode_return_basic", "basic reward", "Table I")
+            written.append(stem.with_name("table1_curves.png"))
+        elif self.table == 3:
+            text = tables.table3_markdown(envs, self.scale, cells, results, self.command)
+            plots.learning_curves(stem.with_name("table3_curves.png"), envs, grouped, paper.TABLE3_TITLES,
+                                  "episode_return_basic", "basic reward", "Table III")
+            written.append(stem.with_name("table3_curves.png"))
+        else:
+            text = tables.table2_markdown(envs, self.scale, cells, results, self.command, priors)
+            # Customizations train on r_R + log-prob terms and the full policy on r + r_R: compare on the total.
+            plots.learning_curves(stem.with_name("table2_curves.png"), envs, grouped, paper.TABLE2_TITLES,
+                                  "episode_return_total", "total reward (basic + add-on)", "Table II")
+            plots.tradeoff(stem.with_name("table2_tradeoff.png"), envs, tables.table2_rows(envs, cells, results), self.scale.label)
+            written += [stem.with_name("table2_curves.png"), stem.with_name("table2_tradeoff.png")]
+        markdown = self.out_dir / f"table{self.table}.md"
+        write_text_atomic(markdown, text)
+        written.insert(0, markdown)
+        for path in written:
+            self.sweep.log(f"reproduce: wrote {_relative(path)}")
+        return written
+
+
+def _relative(path: Path) -> str:
+    path = Path(path).resolve()
+    try:
+        return str(path.relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)
+
+
+__all__ = ["Reproduction", "DEFAULT_RESULTS_ROOT", "DEFAULT_RUNS_ROOT", "CUSTOMIZATION_VARIANTS"]

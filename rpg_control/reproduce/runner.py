@@ -1,0 +1,94 @@
+"""The real runner: one reproduction run = train with ``rpg_control.train`` (which resumes from
+the run's last checkpoint), then evaluate its best and last checkpoints with ``rpg_control.evaluate``.
+
+Runner protocol (what a sweep calls, in any process): ``runner(spec, run_dir, progress) -> dict`` with
+``eval`` ({"best": figures, "last": figures}, figures = {total, basic, addon, addon_metric} each
+{mean, std}), and optionally ``config``, ``trained_steps``, ``resumed_from_step``, ``curve``
+(rows of metrics.jsonl) and ``checkpoints``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+from rpg_control.reproduce.plan import PRIOR_EVALUATION, RunSpec
+from rpg_control.reproduce.store import REPO_ROOT
+
+CURVE_KEYS = ("step", "episode_return_total", "episode_return_basic", "episode_return_addon", "addon_metric")
+EVAL_SEED_OFFSET = 10_000  # evaluation episodes never reuse a training seed's env resets
+MAX_CURVE_POINTS = 200
+
+
+def _absolute(path: str) -> Path:
+    path = Path(path)
+    return path if path.is_absolute() else REPO_ROOT / path
+
+
+def read_curve(metrics_path: Path, max_points: int = MAX_CURVE_POINTS) -> list[dict]:
+    """Rows of metrics.jsonl that carry an episode return, thinned evenly to at most ``max_points``."""
+    if not metrics_path.exists():
+        return []
+    rows = []
+    with open(metrics_path) as handle:
+        for line in handle:
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:  # a line cut by a kill mid-write
+                continue
+            value = row.get("episode_return_total")
+            if "step" in row and isinstance(value, (int, float)) and math.isfinite(value):
+                rows.append({key: row.get(key) for key in CURVE_KEYS})
+    if len(rows) > max_points:
+        stride = len(rows) / max_points
+        rows = [rows[int(i * stride)] for i in range(max_points - 1)] + [rows[-1]]
+    return rows
+
+
+def _figures(evaluation: dict) -> dict:
+    return {key: {"mean": float(evaluation[key]["mean"]), "std": float(evaluation[key]["std"])}
+            for key in ("total", "basic", "addon", "addon_metric")}
+
+
+def train_and_evaluate(spec: RunSpec, run_dir: Path, progress: bool = True) -> dict:
+    from rpg_control.evaluate import evaluate
+
+    eval_seed = EVAL_SEED_OFFSET + spec.seed
+    if spec.variant == PRIOR_EVALUATION:
+        figures = _figures(evaluate(_absolute(spec.prior), episodes=spec.episodes, seed=eval_seed, deterministic=True))
+        return {"eval": {"best": figures, "last": figures}, "trained_steps": 0, "checkpoints": {"best": spec.prior}}
+
+    from rpg_control.config import load_config
+    from rpg_control.train import train
+
+    overrides = {"seed": spec.seed, "total_steps": spec.steps}
+    if spec.prior is not None:
+        overrides["prior"] = str(_absolute(spec.prior))
+    if spec.state_std:
+        overrides["state_dependent_std"] = True
+    config = load_config(spec.env, spec.variant, overrides)
+    run_dir = Path(run_dir)
+    resumed_from = _checkpoint_step(run_dir / "checkpoints" / "last.pt")
+    train(config, run_dir, progress=progress)
+    checkpoints = {name: run_dir / "checkpoints" / f"{name}.pt" for name in ("best", "last")}
+    evals = {name: _figures(evaluate(path, episodes=spec.episodes, seed=eval_seed, deterministic=True))
+             for name, path in checkpoints.items()}
+    return {
+        "eval": evals,
+        "config": dataclasses.asdict(config),
+        "trained_steps": _checkpoint_step(checkpoints["last"]),
+        "resumed_from_step": resumed_from,
+        "curve": read_curve(run_dir / "metrics.jsonl"),
+        "checkpoints": {name: str(path) for name, path in checkpoints.items()},
+    }
+
+
+def _checkpoint_step(path: Path) -> int | None:
+    if not path.exists():
+        return None
+    import torch
+
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    return int(state.get("step", 0)) if isinstance(state, dict) else None

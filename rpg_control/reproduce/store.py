@@ -1,0 +1,105 @@
+"""Crash-safe files and provenance for the reproduction.
+
+A finished run is exactly one result JSON. It is written to a temporary file in the same folder,
+flushed to disk and renamed over the target with ``os.replace`` (atomic on POSIX), so a reader
+sees either no file or the whole file: a sweep killed at any instant never leaves half a result.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _atomic_write(path: Path, write) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_json_atomic(path: Path, payload: Any) -> None:
+    data = (json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n").encode()
+    _atomic_write(path, lambda handle: handle.write(data))
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    _atomic_write(path, lambda handle: handle.write(text.encode()))
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    _atomic_write(path, lambda handle: handle.write(data))
+
+
+def copy_atomic(source: Path, target: Path) -> None:
+    def write(handle):
+        with open(source, "rb") as src:
+            shutil.copyfileobj(src, handle)
+
+    _atomic_write(target, write)
+
+
+def read_json(path: Path) -> Any | None:
+    """The JSON at ``path``, or None when there is none yet."""
+    try:
+        with open(path) as handle:
+            return json.load(handle)
+    except FileNotFoundError:
+        return None
+
+
+def git_commit() -> str:
+    """HEAD of the repository, with '-dirty' when tracked files under rpg*/ differ from it."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
+        if head.returncode != 0:
+            return "unknown"
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", "rpg", "rpg_control"],
+            cwd=REPO_ROOT, capture_output=True, text=True, timeout=10,
+        )
+        return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def machine() -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "host": platform.node(),
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "python": sys.version.split()[0],
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+    }
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+        info["torch_threads"] = torch.get_num_threads()
+    except ImportError:  # pragma: no cover - torch is a core dependency
+        pass
+    return info
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -1,0 +1,205 @@
+"""The reproduction's planner, resume and outputs, driven by a fake runner (no simulation).
+
+The fake runner trains in chunks and writes a checkpoint after each one, like the real trainer;
+it can SIGKILL its own process mid-run, which kills the whole sweep as a real kill would.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rpg_control.reproduce import paper, tables
+from rpg_control.reproduce.plan import (
+    RunSpec,
+    customization_runs,
+    make_scale,
+    prior_candidate_runs,
+    table1_runs,
+    table3_runs,
+)
+from rpg_control.reproduce.store import write_json_atomic
+
+TESTS_DIR = Path(__file__).resolve().parent
+REPO = TESTS_DIR.parent
+CHUNKS = 4
+VARIANT_SCORE = {"none": 10.0, "end": 20.0, "repeat": 5.0, "soft": 30.0, "full": 40.0,
+                 "greedy": -50.0, "kl": 25.0, "residual": 35.0, "prior": 28.0}
+
+
+def fake_runner(spec: RunSpec, run_dir: Path, progress: bool = True) -> dict:
+    """Deterministic stand-in for train + evaluate. ``FAKE_LOG`` collects (run_id, resumed step);
+    ``FAKE_KILL_AT=N`` SIGKILLs the process halfway through the N-th call it logs."""
+    log = Path(os.environ["FAKE_LOG"])
+    checkpoint = run_dir / "checkpoints" / "last.pt"
+    resumed = json.loads(checkpoint.read_text())["step"] if checkpoint.exists() else 0
+    with open(log, "a") as handle:
+        handle.write(json.dumps({"run_id": spec.run_id, "resumed": resumed}) + "\n")
+    calls = len(log.read_text().splitlines())
+    if spec.prior is not None:
+        assert Path(spec.prior).is_file(), spec.prior
+    curve = []
+    for chunk in range(1, CHUNKS + 1 if spec.variant != "prior" else 1):
+        step = spec.steps * chunk // CHUNKS
+        if step <= resumed:
+            continue
+        if chunk == CHUNKS // 2 + 1 and calls == int(os.environ.get("FAKE_KILL_AT", "0")):
+            os.kill(os.getpid(), signal.SIGKILL)
+        write_json_atomic(checkpoint, {"step": step})
+    score = VARIANT_SCORE[spec.variant] + spec.seed - 3.0 * spec.state_std
+    for chunk in range(1, CHUNKS + 1):
+        curve.append({"step": spec.steps * chunk // CHUNKS, "episode_return_total": score * chunk / CHUNKS,
+                      "episode_return_basic": score * chunk / CHUNKS - 1.0, "episode_return_addon": 1.0, "addon_metric": 0.5})
+    if spec.variant != "prior":  # the prior row only evaluates the prior checkpoint
+        (run_dir / "checkpoints" / "best.pt").write_bytes(f"weights of {spec.run_id}".encode())
+    figures = {key: {"mean": score + offset, "std": 1.0 + spec.seed}
+               for key, offset in (("total", 0.0), ("basic", -1.0), ("addon", 1.0), ("addon_metric", 0.0))}
+    return {"eval": {"best": figures, "last": {k: {"mean": v["mean"] - 2.0, "std": v["std"]} for k, v in figures.items()}},
+            "trained_steps": spec.steps, "resumed_from_step": resumed, "curve": curve,
+            "checkpoints": {"best": str(run_dir / "checkpoints" / "best.pt"), "last": str(checkpoint)}}
+
+
+def reproduce(tmp_path: Path, *args: str, kill_at: int = 0, check: bool = False) -> subprocess.CompletedProcess:
+    env = dict(os.environ, FAKE_LOG=str(tmp_path / "calls.jsonl"), FAKE_KILL_AT=str(kill_at),
+               PYTHONPATH=os.pathsep.join([str(TESTS_DIR), str(REPO), os.environ.get("PYTHONPATH", "")]))
+    command = [sys.executable, "-m", "rpg_control.reproduce.cli", *args, "--results", str(tmp_path / "results"),
+               "--runs-dir", str(tmp_path / "runs"), "--runner", "test_control_reproduce:fake_runner"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    if check:
+        assert done.returncode == 0, done.stderr
+    return done
+
+
+def calls(tmp_path: Path) -> list[dict]:
+    return [json.loads(line) for line in (tmp_path / "calls.jsonl").read_text().splitlines()]
+
+
+TABLE2_QUICK = ("--table", "2", "--envs", "halfcheetah", "--scale", "quick", "--steps", "400", "--seeds", "2", "--episodes", "3")
+
+
+def test_killed_sweep_resumes_skips_finished_runs_and_writes_nothing_partial(tmp_path):
+    killed = reproduce(tmp_path, *TABLE2_QUICK, kill_at=4)
+    assert killed.returncode == -signal.SIGKILL
+    results = tmp_path / "results" / "steps400-seeds2-episodes3"
+    finished = sorted(results.rglob("*.json"))
+    first_calls = calls(tmp_path)
+    # stage 1: the two Soft PPO seeds; the prior is picked; stage 2 starts; its 2nd run is killed
+    assert [c["run_id"].split("/")[1] for c in first_calls] == ["soft", "soft", "full", "full"]
+    run_results = [p for p in finished if "/runs/" in str(p)]
+    assert len(run_results) == 3 and all(json.loads(p.read_text())["eval"] for p in run_results)
+    assert not [p for p in (tmp_path / "results").rglob("*") if p.name.endswith(".tmp")]
+    killed_id = first_calls[-1]["run_id"]
+    assert not (results / "runs" / f"{killed_id}.json").exists()
+    assert json.loads((tmp_path / "runs" / results.name / killed_id / "checkpoints" / "last.pt").read_text())["step"] == 200
+
+    reproduce(tmp_path, *TABLE2_QUICK, check=True)
+    second_calls = calls(tmp_path)[len(first_calls):]
+    rerun_ids = [c["run_id"] for c in second_calls]
+    assert not set(rerun_ids) & {c["run_id"] for c in first_calls[:3]}  # finished runs were skipped
+    assert second_calls[0] == {"run_id": killed_id, "resumed": 200}  # the killed run resumed from its checkpoint
+    assert len(rerun_ids) == len(set(rerun_ids)) == 1 + 1 + 3 * 2  # killed run, prior row, Greedy/KL/Residual x 2
+    all_results = list((results / "runs").rglob("*.json"))
+    assert len(all_results) == 2 + 2 + 1 + 6
+    for path in all_results:
+        result = json.loads(path.read_text())
+        assert {"config", "seed", "steps", "commit", "wall_time_s", "machine", "eval", "command"} <= set(result)
+        assert result["run_id"] == str(path.relative_to(results / "runs"))[: -len(".json")]
+
+    # the prior is the better Soft PPO seed (seed 1 scores higher in the fake), copied next to the table
+    prior = json.loads((results / "priors" / "halfcheetah.json").read_text())
+    assert prior["source_run"].endswith("seed1")
+    assert (results / "priors" / "halfcheetah.pt").read_bytes() == f"weights of {prior['source_run']}".encode()
+    markdown = (results / "table2.md").read_text()
+    assert "Scale: `steps400-seeds2-episodes3`" in markdown and "5357.0 ± 377.8" in markdown
+    # pooled over seeds 0 and 1 (fake: 35 ± 1 and 36 ± 2 → 35.5 ± sqrt(2.75)), bold: best total below the Full Policy
+    assert "| Residual PPO | ours | **35.5 ± 1.7** | 34.5 ± 1.7 |" in markdown
+    for png in ("table2_curves.png", "table2_tradeoff.png"):
+        assert (results / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    # a third run has nothing to do
+    reproduce(tmp_path, *TABLE2_QUICK, check=True)
+    assert len(calls(tmp_path)) == len(first_calls) + len(second_calls)
+
+
+def test_parallel_processes_finish_every_run(tmp_path):
+    reproduce(tmp_path, "--table", "3", "--envs", "hopper", "--steps", "8", "--seeds", "2", "--episodes", "1", "--jobs", "2", check=True)
+    results = tmp_path / "results" / "steps8-seeds2-episodes1"
+    assert len(list((results / "runs").rglob("*.json"))) == 4
+    assert "| Hopper | ours | **27.5 ± 1.7** | 24.5 ± 1.7 |" in (results / "table3.md").read_text()
+
+
+def test_atomic_write_leaves_old_file_or_nothing(tmp_path, monkeypatch):
+    target = tmp_path / "result.json"
+    write_json_atomic(target, {"v": 1})
+
+    def crash(_fd):
+        raise KeyboardInterrupt  # a kill between writing the bytes and the rename
+
+    monkeypatch.setattr(os, "fsync", crash)
+    with pytest.raises(KeyboardInterrupt):
+        write_json_atomic(target, {"v": 2})
+    assert json.loads(target.read_text()) == {"v": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["result.json"]
+
+
+def test_plans_share_runs_and_ids_are_unique():
+    scale = make_scale("quick", steps=1000, seeds=3, episodes=2)
+    table1 = table1_runs(list(paper.ENVS), scale)
+    assert len(table1) == len({s.run_id for s in table1}) == 3 * 4 * 3
+    table3 = table3_runs(["hopper"], scale)
+    global_std = {s.run_id for s in table3 if not s.state_std}
+    assert global_std == {s.run_id for s in table1 if s.env == "hopper" and s.variant == "soft"}
+    assert global_std == {s.run_id for s in prior_candidate_runs("hopper", scale)}
+    runs_a = customization_runs("ant", scale, "a.pt", "aaaa")
+    runs_b = customization_runs("ant", scale, "b.pt", "bbbb")
+    assert not {s.run_id for s in runs_a} & {s.run_id for s in runs_b}  # another prior, other runs
+    assert runs_a[0].episodes == scale.seeds * scale.episodes  # the prior row pools as many episodes as the others
+    assert make_scale("quick").label == "quick" and scale.label == "steps1000-seeds3-episodes2"
+    with pytest.raises(ValueError):
+        RunSpec("ant", "residual", 0, 10, 1)  # a customization without a prior
+
+
+def test_pooled_figures_equal_the_statistics_of_all_episodes():
+    rng = np.random.default_rng(0)
+    runs = [rng.normal(loc, scale, size) for loc, scale, size in ((3.0, 1.0, 5), (-1.0, 2.0, 7), (10.0, 0.5, 3))]
+    parts = [({"mean": r.mean(), "std": r.std()}, len(r)) for r in runs]
+    mean, std = tables.pooled(parts)
+    everything = np.concatenate(runs)
+    assert math.isclose(mean, everything.mean(), rel_tol=1e-12)
+    assert math.isclose(std, everything.std(), rel_tol=1e-12)
+
+
+def test_claims_report_what_holds_and_what_not():
+    def fig(value):
+        return (value, 1.0)
+
+    ours = {p: {"total": fig(0.0), "basic": fig(0.0), "addon": fig(0.0), "addon_metric": fig(0.0)} for p in paper.TABLE2_POLICIES}
+    ours["residual"] = {"total": fig(100.0), "basic": fig(0.0), "addon": fig(-5.0), "addon_metric": fig(0.0)}
+    ours["greedy"]["total"] = fig(150.0)
+    ours["prior"]["addon"] = fig(-10.0)
+    greedy, kl, addon = tables.table2_claims("halfcheetah", ours)
+    assert "not reproduced** — 100.0 vs 150.0" in greedy and "(paper: 5488.3 vs -1314.0)" in greedy
+    assert "**reproduced** — 100.0 vs 0.0" in kl
+    assert "**reproduced** — -5.0 vs -10.0" in addon
+    ours["kl"]["total"] = None
+    assert "n/a" in tables.table2_claims("halfcheetah", ours)[1]
+
+
+def test_bad_input_is_one_line_before_any_run(tmp_path):
+    for args, message in (
+        (("--table", "1", "--envs", "walker"), "unknown env(s) walker"),
+        (("--table", "2", "--prior", "hopper=/nonexistent.pt"), "no such checkpoint file"),
+        (("--table", "1", "--jobs", "0"), "--jobs must be >= 1"),
+        (("--table", "1", "--steps", "-5"), "--steps must be >= 1"),
+    ):
+        done = reproduce(tmp_path, *args)
+        assert done.returncode == 2 and done.stderr.strip().count("\n") == 0 and message in done.stderr, done.stderr
+    assert not (tmp_path / "calls.jsonl").exists()
