@@ -203,3 +203,14 @@ def test_bad_input_is_one_line_before_any_run(tmp_path):
         done = reproduce(tmp_path, *args)
         assert done.returncode == 2 and done.stderr.strip().count("\n") == 0 and message in done.stderr, done.stderr
     assert not (tmp_path / "calls.jsonl").exists()
+
+
+@pytest.mark.slow
+def test_ray_backend_dispatches_runs(tmp_path):
+    pytest.importorskip("ray")
+    reproduce(tmp_path, "--table", "3", "--envs", "ant", "--steps", "8", "--seeds", "1", "--episodes", "1",
+              "--jobs", "2", "--backend", "ray", check=True)
+    results = tmp_path / "results" / "steps8-seeds1-episodes1"
+    assert {json.loads(p.read_text())["run_id"] for p in (results / "runs").rglob("*.json")} == {
+        "ant/soft/8steps-1episodes/seed0", "ant/soft-state-std/8steps-1episodes/seed0"}
+    assert len(calls(tmp_path)) == 2

@@ -67,7 +67,7 @@ def train_and_evaluate(spec: RunSpec, run_dir: Path, progress: bool = True) -> d
     if spec.prior is not None:
         overrides["prior"] = str(_absolute(spec.prior))
     if spec.state_std:
-        overrides["state_dependent_std"] = True
+        overrides["std_type"] = "state"
     config = load_config(spec.env, spec.variant, overrides)
     run_dir = Path(run_dir)
     resumed_from = _checkpoint_step(run_dir / "checkpoints" / "last.pt")

@@ -145,8 +145,10 @@ class Sweep:
     def _run_ray(self, pending: list[RunSpec], report: SweepReport) -> None:
         ray = import_ray()
         if not ray.is_initialized():
-            # address=None starts a local Ray; "auto" or "ray://host:10001" joins an existing cluster.
-            ray.init(address=self.ray_address or os.environ.get("RAY_ADDRESS"), log_to_driver=False)
+            # No address starts a local Ray with --jobs CPUs; "auto" or "ray://head:10001" joins an
+            # existing cluster, whose CPUs then set how many runs go at once.
+            address = self.ray_address or os.environ.get("RAY_ADDRESS")
+            ray.init(address=address, num_cpus=None if address else self.jobs, log_to_driver=False)
         remote_run = ray.remote(num_cpus=1, max_retries=1)(execute_run)
         references = {remote_run.remote(*self._arguments(spec, ship_prior=True)): spec for spec in pending}
         in_flight = list(references)
