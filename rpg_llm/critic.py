@@ -1,0 +1,75 @@
+"""The critic of PPO for causal LMs: a transformer backbone with a scalar value head.
+
+``values[:, t]`` estimates the return-to-go of the per-token RPG reward (eq. 8) from the state
+"prompt + completion tokens before t". The backbone is a separate copy of the policy's (or
+``value_model_path``'s) trunk, as in TRL's PPO: policy gradients and value regression do not fight
+over one set of weights.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import torch
+from torch import nn
+
+__all__ = ["CausalLMCritic", "PolicyAndCritic"]
+
+
+class CausalLMCritic(nn.Module):
+    def __init__(self, backbone: nn.Module, hidden_size: int) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.value_head = nn.Linear(hidden_size, 1)
+        # Start at V ≡ 0: no arbitrary baseline before the first regression step.
+        nn.init.zeros_(self.value_head.weight)
+        nn.init.zeros_(self.value_head.bias)
+
+    @classmethod
+    def from_causal_lm(cls, model) -> "CausalLMCritic":
+        """A critic whose trunk is a copy of ``model``'s transformer (``model.base_model``)."""
+        return cls(copy.deepcopy(model.base_model), model.config.hidden_size)
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, **kwargs) -> "CausalLMCritic":
+        """Trunk from any checkpoint ``AutoModel`` can load; a saved critic also restores its head."""
+        from transformers import AutoModel
+
+        backbone = AutoModel.from_pretrained(path, **kwargs)
+        critic = cls(backbone, backbone.config.hidden_size)
+        head = Path(path) / "value_head.pt"
+        if head.exists():
+            critic.value_head.load_state_dict(torch.load(head, map_location="cpu", weights_only=True))
+        return critic
+
+    def save_pretrained(self, path: str | Path) -> None:
+        path = Path(path)
+        self.backbone.save_pretrained(path)
+        torch.save(self.value_head.state_dict(), path / "value_head.pt")
+
+    def forward(self, input_ids, attention_mask=None, position_ids=None) -> torch.Tensor:
+        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids).last_hidden_state
+        return self.value_head(hidden).squeeze(-1).float()
+
+
+class PolicyAndCritic(nn.Module):
+    """Policy and critic in one module, so one optimizer, one DDP wrapper and one checkpoint hold both."""
+
+    def __init__(self, policy: nn.Module, critic: CausalLMCritic) -> None:
+        super().__init__()
+        self.policy = policy
+        self.critic = critic
+
+    def forward(self, input_ids, attention_mask, position_ids, response_length: int):
+        """Logits and values at the ``response_length`` states that emit the completion tokens.
+
+        Sequences are [left-padded prompt | right-padded completion], so those states are the
+        positions −(L+1) … −2; only they go through the LM head (``logits_to_keep``).
+        """
+        keep = response_length + 1
+        logits = self.policy(
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, logits_to_keep=keep
+        ).logits[:, :-1]
+        values = self.critic(input_ids, attention_mask, position_ids)[:, -keep:-1]
+        return logits, values

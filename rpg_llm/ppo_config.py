@@ -1,0 +1,109 @@
+"""Configuration of Residual PPO for causal LMs, in TRL's conventions (a TrainingArguments dataclass).
+
+Field names follow TRL's last PPOConfig (``num_ppo_epochs``, ``num_mini_batches``, ``cliprange``,
+``vf_coef``, ``response_length``, ``total_episodes``, ``reward_model_path`` …) so TRL users find
+their way; the RPG part is ``omega_prime`` (ω') and ``alpha_hat`` (α̂) of eq. 8, with ``kl_coef``
+as the classic-RLHF shorthand that sets both (ω' = α̂ = β, eq. 10).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from transformers import TrainingArguments
+
+from rpg.reward import RewardCoefficients
+
+__all__ = ["ResidualPPOConfig"]
+
+
+@dataclass
+class ResidualPPOConfig(TrainingArguments):
+    """PPO on the per-token reward r_R + ω'·log π_ref − α̂·log πθ (paper eq. 8).
+
+    Batch sizes (per process): one rollout holds ``per_device_train_batch_size ×
+    gradient_accumulation_steps × num_mini_batches`` prompts; each of the ``num_ppo_epochs``
+    passes splits it into ``num_mini_batches`` optimizer steps of ``gradient_accumulation_steps``
+    micro-batches.
+    """
+
+    # --- RPG coefficients (eq. 8)
+    omega_prime: float = field(default=0.05, metadata={"help": "ω': weight of log π_ref in the per-token reward"})
+    alpha_hat: float = field(default=0.05, metadata={"help": "α̂: weight of −log πθ (entropy temperature of the result)"})
+    kl_coef: float | None = field(
+        default=None, metadata={"help": "β shorthand for classic KL-penalized RLHF: sets omega_prime = alpha_hat = β"}
+    )
+    # --- rollout
+    response_length: int = field(default=53, metadata={"help": "tokens sampled per completion"})
+    temperature: float = field(
+        default=1.0, metadata={"help": "sampling temperature; fixed to 1 (log πθ in the reward must be the sampling law)"}
+    )
+    total_episodes: int | None = field(
+        default=None, metadata={"help": "prompts to roll out in total (all processes); default: one pass over the dataset"}
+    )
+    local_rollout_forward_batch_size: int = field(
+        default=64, metadata={"help": "rows per no-grad forward when scoring a rollout"}
+    )
+    max_prompt_length: int | None = field(default=None, metadata={"help": "truncate prompts (from the left) to this many tokens"})
+    # --- PPO
+    num_ppo_epochs: int = field(default=4, metadata={"help": "passes over each rollout"})
+    num_mini_batches: int = field(default=1, metadata={"help": "optimizer steps per pass"})
+    cliprange: float = field(default=0.2, metadata={"help": "PPO ratio clip ε"})
+    cliprange_value: float = field(default=0.2, metadata={"help": "value clip around the rollout's values"})
+    vf_coef: float = field(default=0.1, metadata={"help": "weight of the value loss"})
+    gamma: float = field(default=1.0, metadata={"help": "discount over completion tokens"})
+    lam: float = field(default=0.95, metadata={"help": "GAE λ"})
+    whiten_rewards: bool = field(default=False, metadata={"help": "whiten per-token rewards before GAE"})
+    whiten_advantages: bool = field(default=True, metadata={"help": "whiten advantages over each rollout"})
+    # --- models and reward source
+    ref_model_path: str | None = field(default=None, metadata={"help": "reference π_ref (default: the policy's start; with LoRA: adapters off)"})
+    value_model_path: str | None = field(default=None, metadata={"help": "critic backbone (default: the policy's path)"})
+    reward_model_path: str | None = field(default=None, metadata={"help": "AutoModelForSequenceClassification giving r_R"})
+    reward_funcs: list[str] | None = field(
+        default=None, metadata={"help": "r_R as Python functions 'module:function' with TRL's reward-function signature"}
+    )
+    reward_weights: list[float] | None = field(default=None, metadata={"help": "weights of reward_funcs (default 1 each)"})
+    bf16: bool | None = field(default=None, metadata={"help": "bf16 mixed precision; default: on when the GPU supports it"})
+
+    def __post_init__(self) -> None:
+        if self.kl_coef is not None:
+            self.omega_prime = self.alpha_hat = self.kl_coef
+        self.coefficients()  # one clear error for a negative / non-finite ω' or α̂
+        if self.response_length is None or self.response_length < 1:
+            raise ValueError(f"response_length must be >= 1, got {self.response_length}")
+        if self.temperature != 1.0:
+            raise ValueError(
+                f"temperature must be 1.0 (got {self.temperature}): −α̂·log πθ in the reward is the log-prob of the sampling distribution"
+            )
+        for name in ("num_ppo_epochs", "num_mini_batches", "local_rollout_forward_batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("cliprange", "cliprange_value", "vf_coef"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value < 0:
+                raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+        if not (0.0 <= self.gamma <= 1.0 and 0.0 <= self.lam <= 1.0):
+            raise ValueError(f"gamma and lam must lie in [0, 1], got gamma={self.gamma}, lam={self.lam}")
+        if self.total_episodes is not None and self.total_episodes < 1:
+            raise ValueError(f"total_episodes must be >= 1, got {self.total_episodes}")
+        if self.reward_weights is not None and self.reward_funcs is not None and len(self.reward_weights) != len(self.reward_funcs):
+            raise ValueError("reward_weights must have one weight per entry of reward_funcs")
+        if self.bf16 is None:  # from the device, never by hand: CPUs and old GPUs get fp32
+            import torch
+
+            self.bf16 = bool(not self.use_cpu and torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+        super().__post_init__()
+
+    def coefficients(self) -> RewardCoefficients:
+        """(ω', α̂) validated by :class:`rpg.reward.RewardCoefficients`."""
+        return RewardCoefficients.residual(self.omega_prime, self.alpha_hat)
+
+    @property
+    def local_batch_size(self) -> int:
+        """Prompts per rollout on one process."""
+        return self.per_device_train_batch_size * self.gradient_accumulation_steps * self.num_mini_batches
+
+    @property
+    def local_mini_batch_size(self) -> int:
+        return self.per_device_train_batch_size * self.gradient_accumulation_steps
