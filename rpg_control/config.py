@@ -1,0 +1,194 @@
+"""Training configuration: one dataclass, defaults from YAML (``rpg_control/configs/``).
+
+``load_config(env, variant, overrides)`` merges ``defaults.yaml`` → ``<env>.yaml: ppo`` →
+``<env>.yaml: variants.<variant>`` → ``overrides`` and validates the result, so every bad input
+(unknown env/variant/key, a negative coefficient, a customization variant without a prior)
+fails with one clear ``ConfigError`` line before any simulation starts.
+
+Variants (SPEC §1, paper Sec. III-IV):
+
+=========  ==================  =======================================  ======================
+variant    task reward         reward coefficients (rpg.reward)          entropy in the loss
+=========  ==================  =======================================  ======================
+none       r                   ω'=0, α̂=0                                 0
+end        r                   ω'=0, α̂=0                                 α
+repeat     r                   ω'=0, α̂=α                                 α
+soft       r                   ω'=0, α̂=α                                 0
+full       r + r_R             ω'=0, α̂=α  (Soft PPO on the full task)   0
+greedy     r_R                 ω'=0, α̂                                   0   (needs a prior)
+kl         r_R                 ω'=α̂                                      0   (needs a prior)
+residual   r_R                 ω', α̂                                     0   (needs a prior)
+=========  ==================  =======================================  ======================
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rpg.reward import RewardCoefficients, entropy_regularization
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+ENVS = ("halfcheetah", "hopper", "ant")
+ENTROPY_VARIANTS = ("none", "end", "repeat", "soft")
+CUSTOMIZATION_VARIANTS = ("greedy", "kl", "residual")
+VARIANTS = ENTROPY_VARIANTS + ("full",) + CUSTOMIZATION_VARIANTS
+
+
+class ConfigError(ValueError):
+    """Bad user input, reported as one line before any expensive work."""
+
+
+@dataclass
+class TrainConfig:
+    env: str
+    variant: str
+    seed: int = 0
+    total_steps: int = 1_000_000
+    prior: str | None = None
+    backend: str = "native"
+    env_kwargs: dict = field(default_factory=dict)
+    num_envs: int = 32
+    steps_per_env: int = 64
+    num_epochs: int = 5
+    num_minibatches: int = 4
+    learning_rate: float = 3e-4
+    lr_schedule: str = "adaptive"
+    target_kl: float = 0.01
+    lr_min: float = 1e-5
+    lr_max: float = 1e-2
+    clip_range: float = 0.2
+    value_clip_range: float | None = 0.2
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    value_coef: float = 0.5
+    max_grad_norm: float = 0.5
+    actor_hidden: list = field(default_factory=lambda: [64, 64])
+    critic_hidden: list = field(default_factory=lambda: [64, 64])
+    activation: str = "tanh"
+    init_std: float = 1.0
+    std_type: str = "global"
+    normalize_obs: bool = True
+    normalize_advantage: bool = True
+    reward_scale: float = 1.0
+    critic_warmup_fraction: float = 0.05
+    episode_window: int = 32
+    checkpoint_every: int = 20
+    alpha: float = 0.0
+    omega_prime: float = 0.0
+    alpha_hat: float = 0.0
+
+    # -- derived ---------------------------------------------------------------------------
+    @property
+    def batch_size(self) -> int:
+        return self.num_envs * self.steps_per_env
+
+    @property
+    def is_customization(self) -> bool:
+        return self.variant in CUSTOMIZATION_VARIANTS
+
+    def reward_setup(self) -> tuple[RewardCoefficients, float, str]:
+        """(coefficients of r_RPG, entropy coefficient on −H in the loss, task reward: basic|full|addon)."""
+        if self.variant in ENTROPY_VARIANTS:
+            regularization = entropy_regularization(self.variant, self.alpha)
+            return regularization.reward_coefficients, regularization.loss_entropy_coef, "basic"
+        if self.variant == "full":
+            return RewardCoefficients.soft(self.alpha), 0.0, "full"
+        return RewardCoefficients.residual(self.omega_prime, self.alpha_hat), 0.0, "addon"
+
+    def selection_metric(self) -> str:
+        """The logged return that picks best.pt: the basic return on the basic task, else the total."""
+        return "episode_return_basic" if self.variant in ENTROPY_VARIANTS else "episode_return_total"
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+
+
+def _read_yaml(path: Path) -> dict:
+    with open(path) as handle:
+        return yaml.safe_load(handle) or {}
+
+
+def _normalize_env(env: str) -> str:
+    key = str(env).lower().replace("-", "").replace("_", "")
+    for name in ENVS:
+        if key == name or key.startswith(name + "v"):  # halfcheetah, HalfCheetah-v5, ...
+            return name
+    raise ConfigError(f"unknown env {env!r}; choose one of: {', '.join(ENVS)}")
+
+
+def load_config(env: str, variant: str, overrides: dict | None = None) -> TrainConfig:
+    """Build a validated :class:`TrainConfig` from the YAML defaults of ``env`` and ``variant``."""
+    env = _normalize_env(env)
+    if variant not in VARIANTS:
+        raise ConfigError(f"unknown variant {variant!r}; choose one of: {', '.join(VARIANTS)}")
+    values: dict[str, Any] = dict(_read_yaml(CONFIG_DIR / "defaults.yaml"))
+    env_file = _read_yaml(CONFIG_DIR / f"{env}.yaml")
+    values.update(env_file.get("ppo", {}))
+    values.update(env_file.get("variants", {}).get(variant, {}))
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None or k in ("prior", "value_clip_range")})
+    values["env"], values["variant"] = env, variant
+    unknown = sorted(set(values) - set(_FIELDS))
+    if unknown:
+        raise ConfigError(f"unknown config key(s): {', '.join(unknown)}")
+    config = TrainConfig(**values)
+    validate_config(config)
+    return config
+
+
+def config_from_dict(values: dict) -> TrainConfig:
+    """Rebuild a config saved in a checkpoint (``dataclasses.asdict`` form)."""
+    known = {k: v for k, v in values.items() if k in _FIELDS}
+    return TrainConfig(**known)
+
+
+def validate_config(config: TrainConfig) -> None:
+    """Raise :class:`ConfigError` (one line) for any inconsistent or out-of-range value."""
+    _normalize_env(config.env)
+    if config.variant not in VARIANTS:
+        raise ConfigError(f"unknown variant {config.variant!r}; choose one of: {', '.join(VARIANTS)}")
+    for name in ("alpha", "omega_prime", "alpha_hat", "reward_scale"):
+        value = getattr(config, name)
+        if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            raise ConfigError(f"{name} must be a finite number >= 0, got {value!r}")
+    if config.reward_scale == 0:
+        raise ConfigError("reward_scale must be > 0")
+    positive_ints = ("total_steps", "num_envs", "steps_per_env", "num_epochs", "num_minibatches", "episode_window", "checkpoint_every")
+    for name in positive_ints:
+        value = getattr(config, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+    if config.num_minibatches > config.batch_size:
+        raise ConfigError(f"num_minibatches ({config.num_minibatches}) exceeds the batch num_envs*steps_per_env ({config.batch_size})")
+    for name in ("learning_rate", "clip_range", "target_kl", "init_std", "max_grad_norm", "lr_min", "lr_max"):
+        value = getattr(config, name)
+        if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+            raise ConfigError(f"{name} must be a finite number > 0, got {value!r}")
+    if config.value_clip_range is not None and config.value_clip_range <= 0:
+        raise ConfigError(f"value_clip_range must be > 0 or null, got {config.value_clip_range!r}")
+    if not (0 <= config.gamma <= 1 and 0 <= config.gae_lambda <= 1):
+        raise ConfigError(f"gamma and gae_lambda must lie in [0, 1], got {config.gamma}, {config.gae_lambda}")
+    if not 0 <= config.critic_warmup_fraction < 1:
+        raise ConfigError(f"critic_warmup_fraction must lie in [0, 1), got {config.critic_warmup_fraction}")
+    if config.lr_schedule not in ("adaptive", "fixed", "linear"):
+        raise ConfigError(f"unknown lr_schedule {config.lr_schedule!r}; choose one of: adaptive, fixed, linear")
+    if config.std_type not in ("global", "state"):
+        raise ConfigError(f"unknown std_type {config.std_type!r}; choose one of: global, state")
+    if config.activation not in ("tanh", "relu", "elu"):
+        raise ConfigError(f"unknown activation {config.activation!r}; choose one of: tanh, relu, elu")
+    if config.backend not in ("native", "gymnasium"):
+        raise ConfigError(f"unknown backend {config.backend!r}; choose one of: native, gymnasium")
+    if config.is_customization and not config.prior:
+        raise ConfigError(f"variant {config.variant!r} customizes a prior: pass --prior CHECKPOINT")
+    if config.prior and not config.is_customization:
+        raise ConfigError(f"variant {config.variant!r} trains from scratch; --prior is for {', '.join(CUSTOMIZATION_VARIANTS)}")
+    if config.prior and not Path(config.prior).is_file():
+        raise ConfigError(f"prior checkpoint not found: {config.prior}")

@@ -1,0 +1,78 @@
+"""Evaluate a checkpoint: N full episodes, deterministic (mean action) by default.
+
+Reports total (r + r_R), basic (r) and add-on (r_R) episode returns and the add-on metric
+(episode mean of |θ|, z or v_y), each as mean ± std over episodes — the columns of Table II.
+Episodes are spread over parallel envs with a fixed quota per env, so short episodes are not
+over-represented.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rpg_control.checkpoint import load_checkpoint
+from rpg_control.config import ConfigError, config_from_dict
+from rpg_control.envs import make_vec_env
+from rpg_control.train import build_model
+
+
+def evaluate(checkpoint: str | Path, episodes: int = 100, seed: int = 0, deterministic: bool = True, num_envs: int | None = None) -> dict:
+    if not isinstance(episodes, int) or episodes <= 0:
+        raise ConfigError(f"episodes must be a positive integer, got {episodes!r}")
+    payload = load_checkpoint(checkpoint)
+    config = config_from_dict(payload["config"])
+    model, normalizer = build_model(config)
+    model.load_state_dict(payload["model"])
+    normalizer.load_state_dict(payload["normalizer"])
+    model.eval()
+
+    num_envs = num_envs or min(episodes, 16)
+    quota = np.full(num_envs, episodes // num_envs)
+    quota[: episodes % num_envs] += 1
+    envs = make_vec_env(config.env, num_envs, config.backend, config.env_kwargs)
+    low = torch.as_tensor(envs.action_low, dtype=torch.float32)
+    high = torch.as_tensor(envs.action_high, dtype=torch.float32)
+    generator = torch.Generator().manual_seed(seed)
+    sums = np.zeros((num_envs, 3))  # basic, add-on, metric
+    lengths = np.zeros(num_envs, dtype=np.int64)
+    results: list[tuple[float, float, float]] = []
+    counts = np.zeros(num_envs, dtype=np.int64)
+    obs = envs.reset(seed=seed)
+    try:
+        while (counts < quota).any():
+            raw = torch.as_tensor(obs, dtype=torch.float32)
+            policy_obs = normalizer(raw) if config.normalize_obs else raw
+            with torch.no_grad():
+                if deterministic:
+                    actions = model.actor.distribution_params(policy_obs)[0]
+                else:
+                    actions = model.actor.sample(policy_obs, generator=generator)[0]
+            out = envs.step(torch.clamp(actions, low, high).numpy())
+            sums += np.stack([out.reward, out.addon_reward, out.addon_metric], axis=1)
+            lengths += 1
+            for i in np.flatnonzero(out.terminated | out.truncated):
+                if counts[i] < quota[i]:
+                    basic, addon, metric = sums[i]
+                    results.append((basic, addon, metric / lengths[i]))
+                    counts[i] += 1
+                sums[i] = 0.0
+                lengths[i] = 0
+            obs = out.obs
+    finally:
+        envs.close()
+    table = np.array(results)
+    columns = {"total": table[:, 0] + table[:, 1], "basic": table[:, 0], "addon": table[:, 1], "addon_metric": table[:, 2]}
+    report = {name: {"mean": float(values.mean()), "std": float(values.std())} for name, values in columns.items()}
+    report.update(
+        episodes=len(results),
+        env=config.env,
+        variant=config.variant,
+        checkpoint=str(checkpoint),
+        checkpoint_step=payload["step"],
+        deterministic=deterministic,
+        seed=seed,
+    )
+    return report
