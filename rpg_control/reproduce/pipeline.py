@@ -19,7 +19,7 @@ from rpg_control.reproduce.plan import (
     table1_runs,
     table3_runs,
 )
-from rpg_control.reproduce.store import REPO_ROOT, copy_atomic, read_json, utc_now, write_json_atomic, write_text_atomic
+from rpg_control.reproduce.store import REPO_ROOT, copy_checkpoint_slim, read_json, utc_now, write_json_atomic, write_text_atomic
 from rpg_control.reproduce.sweep import Sweep, SweepReport
 
 DEFAULT_RESULTS_ROOT = REPO_ROOT / "results" / "mujoco"
@@ -54,7 +54,10 @@ class Reproduction:
         return None
 
     def pick_prior(self, env: str) -> dict | None:
-        """Table I's best Soft PPO checkpoint (by its best-checkpoint basic reward), copied next to the table."""
+        """Table I's best Soft PPO checkpoint (by its best-checkpoint basic reward), copied next to the table.
+
+        Once copied it is fixed: later sweeps customize the same prior even if more Soft PPO runs finish.
+        """
         finished = [(spec, self.sweep.load(spec)) for spec in prior_candidate_runs(env, self.scale)]
         finished = [(spec, result) for spec, result in finished if result is not None]
         if not finished:
@@ -66,7 +69,7 @@ class Reproduction:
         if not source.exists():
             raise FileNotFoundError(f"prior checkpoint {source} of {spec.run_id} is gone; pass --prior {env}=CKPT")
         target = self.prior_path(env)
-        copy_atomic(source, target)
+        copy_checkpoint_slim(source, target)  # without optimizer state: small enough to commit
         record = {
             "origin": f"best Soft PPO checkpoint of {len(finished)} Table I run(s): {spec.run_id}",
             "source_run": spec.run_id,

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from rpg_control.reproduce.plan import RunSpec
-from rpg_control.reproduce.store import git_commit, machine, read_json, utc_now, write_bytes_atomic, write_json_atomic
+from rpg_control.reproduce.store import git_commit, machine, source_fingerprint, read_json, utc_now, write_bytes_atomic, write_json_atomic
 
 DEFAULT_RUNNER = "rpg_control.reproduce.runner:train_and_evaluate"
 BACKENDS = ("local", "ray")
@@ -69,6 +69,7 @@ class Sweep:
     progress: bool = True
     command: str = ""
     commit: str = field(default_factory=git_commit)
+    source_sha256: str = field(default_factory=source_fingerprint)
     log: Callable[[str], None] = field(default=lambda line: print(line, file=sys.stderr, flush=True))
 
     def __post_init__(self) -> None:
@@ -178,6 +179,7 @@ class Sweep:
             "started_at": outcome["started_at"],
             "finished_at": outcome["finished_at"],
             "commit": self.commit,
+            "source_sha256": self.source_sha256,
             "command": self.command,
             "machine": outcome["machine"],
         }
