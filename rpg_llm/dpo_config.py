@@ -48,6 +48,8 @@ class DecoupledDPOConfig(DPOConfig):
             ω' of eq. 25, the weight of log π_ref. Defaults to ``beta``. Must be >= 0.
         label_column (`str`, *optional*, defaults to ``"label"``):
             Dataset column holding the per-pair label l ∈ [0, 1] of the ``ce`` loss (eq. 24).
+        completion_eos (`bool`, *optional*, defaults to ``True``):
+            Whether completions end with EOS (TRL's behaviour). ``False`` for fixed-length completions.
         bf16 (`bool`, *optional*):
             Unset means "from the device": on when the accelerator supports bf16, off on CPU.
     """
@@ -71,6 +73,13 @@ class DecoupledDPOConfig(DPOConfig):
     label_column: str = field(
         default="label",
         metadata={"help": "Dataset column with the per-pair label l in [0, 1] of the 'ce' loss (default l = 1)."},
+    )
+    completion_eos: bool = field(
+        default=True,
+        metadata={
+            "help": "End every completion with EOS, as TRL does. Turn off for fixed-length completions (e.g. the toy "
+            "world), where ending is not the policy's choice and log π(EOS) would only add noise to the implicit reward."
+        },
     )
 
     def __post_init__(self):

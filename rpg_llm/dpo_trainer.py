@@ -130,6 +130,19 @@ class DecoupledDPOTrainer(DPOTrainer):
         self.loss_weights = [weight for name, weight in pairs if name not in RPG_LOSS_TYPES]
         self.data_collator = PreferenceLabelCollator(self.data_collator, args.label_column)
 
+    def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
+        # TRL always appends EOS to completions; `completion_eos=False` takes it back off after tokenization.
+        dataset = super()._prepare_dataset(dataset, processing_class, args, dataset_name)
+        if args.completion_eos:
+            return dataset
+        eos = self._tokenizer.eos_token_id
+
+        def strip_eos(example):
+            return {key: example[key][:-1] if example[key][-1:] == [eos] else example[key]
+                    for key in ("chosen_ids", "rejected_ids")}
+
+        return dataset.map(strip_eos)
+
     def _set_signature_columns_if_needed(self):
         # Keep the label column through `remove_unused_columns`.
         super()._set_signature_columns_if_needed()
