@@ -231,7 +231,7 @@ def train(config: TrainConfig, run_dir: str | Path, progress: bool = True) -> Pa
                 "prior_logprob_mean": float(buffers["prior_logprobs"].mean()) if coefficients.needs_prior else None,
                 **stats,
                 "learning_rate": optimizer.param_groups[0]["lr"],
-                "action_std_mean": float(model.actor.distribution_params(buffers["obs"][0])[1].exp().mean()),
+                "action_std_mean": _mean_action_std(model, buffers["obs"][0]),
                 "critic_warmup": warming_up,
                 "steps_per_second": (step - start_step) / max(now - start_time, 1e-9),
                 "rollout_seconds": rollout_time,
@@ -262,6 +262,11 @@ def train(config: TrainConfig, run_dir: str | Path, progress: bool = True) -> Pa
     if not best_path.exists():  # no episode finished yet: the last policy is the best we know
         save_atomic(checkpoint_payload(), best_path)
     return run_dir
+
+
+@torch.no_grad()
+def _mean_action_std(model: ActorCritic, obs: torch.Tensor) -> float:
+    return float(model.actor.distribution_params(obs)[1].exp().mean())
 
 
 def prior_state_from(prior: PriorPolicy) -> dict:

@@ -1,0 +1,208 @@
+"""Training loop invariants: critic warm-up freezes the actor, checkpoints round-trip bit-exactly,
+resume continues from the saved step, the customized actor starts as the prior, bad priors fail early."""
+
+import json
+
+import pytest
+import torch
+
+pytest.importorskip("mujoco")
+
+import rpg_control.train as train_module  # noqa: E402
+from rpg_control.actor_critic import GaussianActor  # noqa: E402
+from rpg_control.algorithm import Rollout, ppo_update  # noqa: E402
+from rpg_control.checkpoint import load_checkpoint, load_prior, save_atomic  # noqa: E402
+from rpg_control.cli import main as cli_main  # noqa: E402
+from rpg_control.config import ConfigError, load_config  # noqa: E402
+from rpg_control.evaluate import evaluate  # noqa: E402
+from rpg_control.train import build_model, train  # noqa: E402
+
+TINY = {"num_envs": 2, "steps_per_env": 8, "num_minibatches": 2, "num_epochs": 2, "checkpoint_every": 1}
+
+
+def tiny_config(variant="soft", env="hopper", **overrides):
+    return load_config(env, variant, {**TINY, "total_steps": 64, **overrides})
+
+
+@pytest.fixture(scope="module")
+def prior_checkpoint(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("prior")
+    train(tiny_config(total_steps=48), run_dir, progress=False)
+    return run_dir / "checkpoints" / "last.pt"
+
+
+def _rows(run_dir):
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_ppo_update_without_actor_changes_only_the_critic():
+    config = tiny_config()
+    model, _ = build_model(config)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    T, N = 8, 2
+    g = torch.Generator().manual_seed(0)
+    obs, actions = torch.randn(T, N, 11, generator=g), torch.randn(T, N, 3, generator=g)
+    with torch.no_grad():
+        mean, log_std = model.actor.distribution_params(obs)
+        logprobs = GaussianActor.log_prob(actions, mean, log_std)
+        values = model.critic(obs)
+    zeros = torch.zeros(T, N, dtype=torch.bool)
+    rollout = Rollout(obs, actions, logprobs, values, torch.randn(T, N, generator=g), zeros, zeros, torch.zeros(T, N), torch.zeros(N))
+    actor_before = {k: v.clone() for k, v in model.actor.state_dict().items()}
+    critic_before = {k: v.clone() for k, v in model.critic.state_dict().items()}
+    ppo_update(model, optimizer, rollout, config, entropy_coef=0.5, update_actor=False)
+    assert all(torch.equal(actor_before[k], v) for k, v in model.actor.state_dict().items())
+    assert any(not torch.equal(critic_before[k], v) for k, v in model.critic.state_dict().items())
+    ppo_update(model, optimizer, rollout, config, entropy_coef=0.5, update_actor=True)
+    assert any(not torch.equal(actor_before[k], v) for k, v in model.actor.state_dict().items())
+
+
+def test_customization_starts_from_the_prior_and_warmup_freezes_the_actor(prior_checkpoint, tmp_path, monkeypatch):
+    """First 5%·total steps: only the critic is fitted; the actor stays bit-equal to the prior's."""
+    prior = load_prior(tiny_config("residual", prior=str(prior_checkpoint)))
+    calls = []
+    real_update = train_module.ppo_update
+
+    def recording_update(model, optimizer, rollout, config, entropy_coef, update_actor=True):
+        before = {k: v.clone() for k, v in model.actor.state_dict().items()}
+        critic_before = [p.clone() for p in model.critic.parameters()]
+        stats = real_update(model, optimizer, rollout, config, entropy_coef, update_actor=update_actor)
+        actor_same = all(torch.equal(before[k], v) for k, v in model.actor.state_dict().items())
+        equals_prior = all(torch.equal(prior.actor.state_dict()[k], v) for k, v in before.items())
+        critic_moved = any(not torch.equal(a, b) for a, b in zip(critic_before, model.critic.parameters()))
+        calls.append((update_actor, actor_same, equals_prior, critic_moved))
+        return stats
+
+    monkeypatch.setattr(train_module, "ppo_update", recording_update)
+    # 16 steps per iteration, 320 steps: the 5% warm-up (16 steps) is the first iteration; make it 4.
+    config = tiny_config("residual", prior=str(prior_checkpoint), total_steps=320, critic_warmup_fraction=0.2)
+    train(config, tmp_path, progress=False)
+    warmup_iterations = int(0.2 * 320) // 16
+    assert [c[0] for c in calls] == [False] * warmup_iterations + [True] * (len(calls) - warmup_iterations)
+    for update_actor, actor_same, equals_prior, critic_moved in calls[:warmup_iterations]:
+        assert actor_same and equals_prior and critic_moved
+    assert not calls[warmup_iterations][1]  # after the warm-up the actor moves
+    rows = _rows(tmp_path)
+    assert [r["critic_warmup"] for r in rows[: warmup_iterations + 1]] == [True] * warmup_iterations + [False]
+    assert all(r["prior_logprob_mean"] is not None for r in rows)
+
+
+def test_checkpoint_round_trips_bit_exactly(prior_checkpoint, tmp_path):
+    payload = load_checkpoint(prior_checkpoint)
+    copy_path = tmp_path / "copy.pt"
+    save_atomic(payload, copy_path)
+    again = load_checkpoint(copy_path)
+    assert again.keys() == payload.keys()
+    for section in ("model", "optimizer", "normalizer"):
+        flat_a, flat_b = _flatten(payload[section]), _flatten(again[section])
+        assert flat_a.keys() == flat_b.keys()
+        for key in flat_a:
+            a, b = flat_a[key], flat_b[key]
+            assert (torch.equal(a, b) and a.dtype == b.dtype) if torch.is_tensor(a) else a == b, (section, key)
+    assert again["config"] == payload["config"] and again["step"] == payload["step"]
+    # A model rebuilt from the checkpoint acts exactly like one rebuilt from the copy.
+    config = load_config("hopper", "soft", {**TINY, "total_steps": 64})
+    model_a, norm_a = build_model(config)
+    model_b, norm_b = build_model(config)
+    model_a.load_state_dict(payload["model"]), norm_a.load_state_dict(payload["normalizer"])
+    model_b.load_state_dict(again["model"]), norm_b.load_state_dict(again["normalizer"])
+    obs = torch.randn(5, 11)
+    assert torch.equal(model_a.actor.distribution_params(norm_a(obs))[0], model_b.actor.distribution_params(norm_b(obs))[0])
+    assert not list(tmp_path.glob("*.tmp"))  # atomic write leaves no temporary file
+
+
+def _flatten(tree, prefix=""):
+    out = {}
+    if isinstance(tree, dict):
+        for k, v in tree.items():
+            out.update(_flatten(v, f"{prefix}/{k}"))
+    elif isinstance(tree, (list, tuple)):
+        for i, v in enumerate(tree):
+            out.update(_flatten(v, f"{prefix}/{i}"))
+    else:
+        out[prefix] = tree
+    return out
+
+
+def test_resume_continues_from_the_saved_step(tmp_path):
+    config = tiny_config(total_steps=64)
+    train(config, tmp_path, progress=False)
+    first = _rows(tmp_path)
+    assert [r["step"] for r in first] == [16, 32, 48, 64]
+    saved = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    assert saved["step"] == 64 and saved["iteration"] == 4
+    # The run is "killed" and restarted with a larger budget: it continues at step 64.
+    train(tiny_config(total_steps=112), tmp_path, progress=False)
+    steps = [r["step"] for r in _rows(tmp_path)]
+    assert steps == [16, 32, 48, 64, 80, 96, 112]
+    resumed = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    assert resumed["step"] == 112 and resumed["iteration"] == 7
+    # A finished run restarted with the same budget does nothing more.
+    train(tiny_config(total_steps=112), tmp_path, progress=False)
+    assert len(_rows(tmp_path)) == 7
+
+
+def test_resume_refuses_a_different_run(tmp_path):
+    train(tiny_config(total_steps=16), tmp_path, progress=False)
+    with pytest.raises(ConfigError, match="different run"):
+        train(tiny_config("end", total_steps=32), tmp_path, progress=False)
+
+
+def test_metrics_rows_carry_every_reward_component(tmp_path):
+    train(load_config("halfcheetah", "soft", {**TINY, "num_envs": 1, "steps_per_env": 500, "total_steps": 1000}), tmp_path, progress=False)
+    row = _rows(tmp_path)[-1]
+    for key in ("step", "episode_return_total", "episode_return_basic", "episode_return_addon", "addon_metric"):
+        assert row[key] is not None, key
+    assert row["episode_return_total"] == pytest.approx(row["episode_return_basic"] + row["episode_return_addon"])
+    assert row["addon_metric"] == pytest.approx(-row["episode_return_addon"] / 1000)  # mean |θ| = −r_R / length
+    assert (tmp_path / "checkpoints" / "best.pt").exists() and list((tmp_path / "tb").iterdir())
+
+
+def test_evaluate_reports_mean_and_std(prior_checkpoint):
+    report = evaluate(prior_checkpoint, episodes=3, seed=1)
+    assert report["episodes"] == 3 and report["env"] == "hopper"
+    for key in ("total", "basic", "addon", "addon_metric"):
+        assert set(report[key]) == {"mean", "std"}
+    assert report["total"]["mean"] == pytest.approx(report["basic"]["mean"] + report["addon"]["mean"])
+    assert evaluate(prior_checkpoint, episodes=3, seed=1) == report  # deterministic
+
+
+def test_mismatched_prior_is_rejected_before_simulation(prior_checkpoint, tmp_path):
+    with pytest.raises(ConfigError, match="trained on hopper, not halfcheetah"):
+        load_prior(load_config("halfcheetah", "residual", {"prior": str(prior_checkpoint)}))
+    payload = load_checkpoint(prior_checkpoint)
+    payload["env"]["obs_dim"] = 12
+    bad = tmp_path / "bad.pt"
+    save_atomic(payload, bad)
+    with pytest.raises(ConfigError, match="obs/act sizes"):
+        load_prior(load_config("hopper", "residual", {"prior": str(bad)}))
+    with pytest.raises(ConfigError, match="actor does not match"):
+        load_prior(load_config("hopper", "residual", {"prior": str(prior_checkpoint), "actor_hidden": [8]}))
+    junk = tmp_path / "junk.pt"
+    junk.write_text("hello")
+    with pytest.raises(ConfigError, match="cannot read checkpoint"):
+        load_prior(load_config("hopper", "residual", {"prior": str(junk)}))
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "--env", "walker"], "unknown env 'walker'"),
+        (["train", "--env", "hopper", "--variant", "sac"], "unknown variant 'sac'"),
+        (["train", "--env", "hopper", "--alpha", "-1"], "alpha must be a finite number >= 0"),
+        (["train", "--env", "hopper", "--variant", "kl"], "customizes a prior"),
+        (["customize", "--prior", "/no/such.pt"], "checkpoint not found"),
+        (["train", "--env", "hopper", "--set", "bogus=1"], "unknown config key"),
+        (["eval", "/no/such.pt"], "checkpoint not found"),
+    ],
+)
+def test_cli_bad_input_is_one_line_and_exit_2(argv, message, capsys, tmp_path):
+    assert cli_main(argv + (["--run-dir", str(tmp_path)] if argv[0] != "eval" else [])) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1 and err.startswith("rpg control: error:")
+    assert not (tmp_path / "metrics.jsonl").exists()  # nothing ran
+
+
+def test_cli_customize_rejects_a_prior_of_another_env(prior_checkpoint, capsys, tmp_path):
+    assert cli_main(["customize", "--prior", str(prior_checkpoint), "--env", "ant", "--run-dir", str(tmp_path)]) == 2
+    assert "trained on hopper, not ant" in capsys.readouterr().err
