@@ -51,6 +51,14 @@ def execute_run(runner: str, spec: dict, run_dir: str, progress: bool, prior_blo
     }
 
 
+def _share_cores(threads: int) -> None:
+    """Process-pool initializer: ``--jobs`` trainers share the cores instead of each taking all."""
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    import torch
+
+    torch.set_num_threads(threads)
+
+
 @dataclass
 class SweepReport:
     finished: list[RunSpec] = field(default_factory=list)
@@ -128,7 +136,8 @@ class Sweep:
     def _run_processes(self, pending: list[RunSpec], report: SweepReport) -> None:
         # spawn, not fork: torch and MuJoCo hold threads and locks that a fork would copy mid-state.
         context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=self.jobs, mp_context=context) as pool:
+        threads = max(1, (os.cpu_count() or 1) // self.jobs)
+        with ProcessPoolExecutor(max_workers=self.jobs, mp_context=context, initializer=_share_cores, initargs=(threads,)) as pool:
             futures = {pool.submit(execute_run, *self._arguments(spec)): spec for spec in pending}
             try:
                 while futures:
