@@ -120,7 +120,7 @@ def run_toy_comparison(experiment: ToyExperimentArguments, ppo_args: ResidualPPO
         label = {"greedy": "Greedy", "kl": "KL", "residual": "Residual"}[name]
         rows.append(
             {
-                "method": f"exact target ({label})",
+                "method": f"target: {label}",
                 "omega_prime": omega_prime,
                 "alpha_hat": alpha_hat,
                 **{k: target[k] for k in ("basic", "addon", "total", "kl_to_prior")},
@@ -178,7 +178,7 @@ def _format(value) -> str:
 
 
 COLUMNS = [("method", "method"), ("omega_prime", "ω'"), ("alpha_hat", "α̂"), ("basic", "basic r"), ("addon", "add-on r_R"),
-           ("total", "total"), ("kl_to_target", "KL(π‖own target)"), ("kl_to_target_at_start", "KL at start (prior)"), ("kl_to_prior", "KL(π‖exact prior)")]
+           ("total", "total"), ("kl_to_target", "KL(π‖own target)"), ("kl_to_target_at_start", "same, prior"), ("kl_to_prior", "KL(π‖exact prior)")]
 
 
 def markdown_table(rows: list[dict]) -> str:
@@ -197,7 +197,8 @@ def print_table(rows: list[dict], title: str) -> None:
         table.add_column(heading, justify="left" if key == "method" else "right")
     for row in rows:
         table.add_row(*(_format(row.get(key)) for key, _ in COLUMNS))
-    Console().print(table)
+    console = Console()
+    Console(width=max(console.width, 130)).print(table)
 
 
 def write_results(result: dict, results_dir: str | Path, name: str, facts: dict) -> tuple[Path, Path]:

@@ -1,0 +1,24 @@
+"""`rpg ppo` / the recipe: the YAML of the embedded default is the embedded default; flags override it."""
+
+import dataclasses
+from pathlib import Path
+
+from rpg_llm.ppo_cli import TOY_DEFAULTS, _parse
+
+CONFIG = Path(__file__).resolve().parents[1] / "recipes" / "configs" / "residual_ppo_toy.yaml"
+
+
+def test_toy_yaml_matches_the_embedded_default():
+    _, exp_default, ppo_default, model_default = _parse([])
+    _, exp_yaml, ppo_yaml, _ = _parse(["--config", str(CONFIG)])
+    assert model_default.model_name_or_path is None
+    assert dataclasses.asdict(exp_default) == dataclasses.asdict(exp_yaml)
+    for name in TOY_DEFAULTS:
+        assert getattr(ppo_default, name) == getattr(ppo_yaml, name), name
+    assert (ppo_default.omega_prime, ppo_default.alpha_hat) == (ppo_yaml.omega_prime, ppo_yaml.alpha_hat)
+
+
+def test_flags_override_the_config_and_kl_coef_sets_both_coefficients():
+    _, experiment, ppo, _ = _parse(["--config", str(CONFIG), "--max_steps", "7", "--kl_beta", "0.2", "--kl_coef", "0.3"])
+    assert ppo.max_steps == 7 and experiment.kl_beta == 0.2
+    assert ppo.omega_prime == ppo.alpha_hat == 0.3
