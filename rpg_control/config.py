@@ -63,7 +63,7 @@ class TrainConfig:
     lr_min: float = 1e-5
     lr_max: float = 1e-2
     clip_range: float = 0.2
-    value_clip_range: float | None = 0.2
+    value_clip_range: float | None = None
     gamma: float = 0.99
     gae_lambda: float = 0.95
     value_coef: float = 0.5
