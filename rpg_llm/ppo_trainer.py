@@ -83,6 +83,7 @@ class ResidualPPOTrainer:
         reward_model: a path / ``AutoModelForSequenceClassification`` (with ``reward_processing_class``).
         peft_config: a peft config: the policy gets adapters and the reference is the same
             model with adapters disabled (no second copy).
+        callbacks: callables ``f(trainer, stats)`` run after each iteration (logging, timing, early stop).
     """
 
     def __init__(
@@ -96,8 +97,10 @@ class ResidualPPOTrainer:
         reward_processing_class=None,
         ref_model=None,
         peft_config=None,
+        callbacks: Sequence[Callable] | None = None,
     ) -> None:
         self.args = args
+        self.callbacks = list(callbacks or [])
         self.coefficients = args.coefficients()
         # ---- validate everything cheap before loading anything heavy
         if train_dataset is None or "prompt" not in train_dataset.column_names:
@@ -414,6 +417,8 @@ class ResidualPPOTrainer:
                         )
                 if progress is not None:
                     progress.advance(task)
+                for callback in self.callbacks:
+                    callback(self, stats)
                 if args.save_strategy != "no" and args.save_steps and self.iteration % int(args.save_steps) == 0:
                     self.save_checkpoint()
         finally:

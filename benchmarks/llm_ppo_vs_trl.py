@@ -1,0 +1,150 @@
+"""Time per PPO iteration and peak memory: rpg's ResidualPPOTrainer vs TRL's last PPOTrainer (trl 1.12.0).
+
+    python benchmarks/llm_ppo_vs_trl.py [--iterations 10] [--repeats 2]
+
+TRL removed PPOTrainer after 1.12 (``trl.experimental.ppo``); this script installs ``torch==2.13.0
+trl==1.12.0`` into a plain venv (no system site-packages, so it cannot see this env's trl 1.16) at
+``$RPG_CACHE/venv-trl-1.12.0`` the first time. Both sides get the same tiny Llama policy, the same
+reward model (TRL's value model is a copy of it, as in TRL's PPO example; rpg's critic is a copy of
+the policy trunk, same size), the same prompts, batch, response length, epochs, minibatches and
+KL coefficient (rpg: ω' = α̂ = kl_coef), one thread each, run alternately in separate processes.
+Reports the median time per iteration (first ``--warmup`` iterations dropped) and the peak RSS,
+as rpg / TRL ratios, into ``benchmarks/results/llm_ppo_vs_trl.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import venv
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+TRL_VERSION = "1.12.0"
+
+
+def ensure_trl_venv(path: Path) -> Path:
+    python = path / "bin" / "python"
+    probe = [str(python), "-c", "import trl, sys; from trl.experimental.ppo import PPOTrainer; sys.exit(trl.__version__ != '%s')" % TRL_VERSION]
+    if python.exists() and subprocess.run(probe, capture_output=True).returncode == 0:
+        return python
+    print(f"creating {path} with torch==2.13.0 trl=={TRL_VERSION} (once) ...", flush=True)
+    venv.EnvBuilder(with_pip=True, system_site_packages=False, clear=True).create(path)
+    subprocess.run([str(python), "-m", "pip", "install", "-q", "torch==2.13.0", f"trl=={TRL_VERSION}"], check=True)
+    subprocess.run(probe, check=True)
+    return python
+
+
+def build_assets(directory: Path, seed: int = 0) -> dict:
+    """A tiny Llama policy + tokenizer, a same-size Llama reward model, 256 prompts (jsonl)."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, LlamaForSequenceClassification, PreTrainedTokenizerFast
+
+    torch.manual_seed(seed)
+    words = [f"w{i}" for i in range(500)]
+    vocab = {t: i for i, t in enumerate(["<pad>", "<eos>", *words])}
+    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<pad>"))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    backend.decoder = decoders.WordPiece(prefix="##", cleanup=False)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", eos_token="<eos>", padding_side="left")
+    shape = dict(vocab_size=len(vocab), hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
+                 num_key_value_heads=4, max_position_embeddings=128, pad_token_id=0, eos_token_id=1, bos_token_id=None)
+    LlamaForCausalLM(LlamaConfig(**shape)).save_pretrained(directory / "policy")
+    tokenizer.save_pretrained(directory / "policy")
+    LlamaForSequenceClassification(LlamaConfig(**shape, num_labels=1)).save_pretrained(directory / "reward")
+    tokenizer.save_pretrained(directory / "reward")
+    g = torch.Generator().manual_seed(seed)
+    with open(directory / "prompts.jsonl", "w") as f:
+        for _ in range(256):
+            n = int(torch.randint(6, 13, (1,), generator=g))
+            f.write(json.dumps({"prompt": " ".join(words[i] for i in torch.randint(500, (n,), generator=g).tolist())}) + "\n")
+    return {"policy": "Llama 2 layers, hidden 128, vocab 502", "reward/value": "LlamaForSequenceClassification, same shape", "prompts": "256 prompts of 6-12 words"}
+
+
+def run_worker(python: str, impl: str, assets: Path, settings: dict) -> dict:
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
+               PYTHONPATH=str(ROOT) if impl == "rpg" else "")
+    out = subprocess.run([python, str(HERE / "llm_ppo_worker.py"), "--impl", impl, "--assets", str(assets), "--settings", json.dumps(settings)],
+                         capture_output=True, text=True, env=env)
+    for line in out.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT "):])
+    raise RuntimeError(f"{impl} worker failed:\n{out.stderr[-3000:]}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--iterations", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=2, help="alternating runs of each side")
+    parser.add_argument("--response_length", type=int, default=24)
+    parser.add_argument("--venv", default=None, help="where the trl 1.12.0 venv lives")
+    parser.add_argument("--output", default=str(HERE / "results" / "llm_ppo_vs_trl.json"))
+    cli = parser.parse_args(argv)
+    if cli.iterations <= cli.warmup:
+        parser.error("--iterations must exceed --warmup")
+    cache = Path(os.environ.get("RPG_CACHE") or Path.home() / ".cache" / "rpg")
+    trl_python = ensure_trl_venv(Path(cli.venv) if cli.venv else cache / f"venv-trl-{TRL_VERSION}")
+    # Same rollout (32 prompts), same 2 mini-batches of 16 = 2 micro-batches of 8, 4 epochs: identical forward/backward work.
+    settings = dict(kl_coef=0.05, response_length=cli.response_length, per_device_train_batch_size=8, rollout_batch=32,
+                    num_mini_batches=2, num_ppo_epochs=4, learning_rate=1e-5, local_rollout_forward_batch_size=32, vf_coef=0.1,
+                    iterations=cli.iterations, use_cpu=True, threads=1)
+    runs: dict[str, list[dict]] = {"rpg": [], "trl": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        assets = Path(tmp)
+        described = build_assets(assets)
+        for repeat in range(cli.repeats):
+            for impl in ("rpg", "trl") if repeat % 2 == 0 else ("trl", "rpg"):
+                result = run_worker(sys.executable if impl == "rpg" else str(trl_python), impl, assets, settings)
+                runs[impl].append(result)
+                steady = result["iteration_seconds"][cli.warmup:]
+                print(f"{impl}: {statistics.median(steady):.3f} s/iteration, peak RSS {result['peak_rss_mib']:.0f} MiB", flush=True)
+    summary = {}
+    for impl, results in runs.items():
+        steady = [t for r in results for t in r["iteration_seconds"][cli.warmup:]]
+        summary[impl] = {
+            "median_seconds_per_iteration": statistics.median(steady),
+            "peak_rss_mib": max(r["peak_rss_mib"] for r in results),
+            "rss_after_imports_mib": max(r["rss_after_imports_mib"] for r in results),
+            "training_peak_rss_mib": max(r["peak_rss_mib"] - r["rss_after_imports_mib"] for r in results),
+            "versions": results[0]["versions"],
+        }
+    ratio_time = summary["rpg"]["median_seconds_per_iteration"] / summary["trl"]["median_seconds_per_iteration"]
+    ratio_mem = summary["rpg"]["training_peak_rss_mib"] / summary["trl"]["training_peak_rss_mib"]
+    ratio_total_mem = summary["rpg"]["peak_rss_mib"] / summary["trl"]["peak_rss_mib"]
+    sys.path.insert(0, str(ROOT))
+    from rpg_llm.toy_experiment import provenance
+
+    payload = {
+        "provenance": provenance([sys.executable, "benchmarks/llm_ppo_vs_trl.py", *(argv if argv is not None else sys.argv[1:])],
+                                 {"seeds": 0, "repeats": cli.repeats, "iterations": cli.iterations, "warmup_dropped": cli.warmup}),
+        "settings": settings,
+        "assets": described,
+        "summary": summary,
+        "ratio_time_rpg_over_trl": ratio_time,
+        "ratio_training_peak_rss_rpg_over_trl": ratio_mem,
+        "ratio_total_peak_rss_rpg_over_trl": ratio_total_mem,
+        "memory_note": "CPU run: memory is process RSS. 'training' = peak RSS minus RSS after importing each side's stack "
+                       "(the envs differ in optional packages that transformers/trl import, which shifts the total by tens of MiB).",
+        "target": "time ratio <= 0.7 at no more memory",
+        "runs": runs,
+    }
+    output = Path(cli.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp_out = output.with_suffix(".json.tmp")
+    tmp_out.write_text(json.dumps(payload, indent=1))
+    tmp_out.replace(output)
+    print(f"time per iteration rpg/TRL = {ratio_time:.2f}x; training peak RSS rpg/TRL = {ratio_mem:.2f}x "
+          f"(total peak RSS {ratio_total_mem:.2f}x)  -> {output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
