@@ -62,7 +62,9 @@ def fake_runner(spec: RunSpec, run_dir: Path, progress: bool = True) -> dict:
         (run_dir / "checkpoints" / "best.pt").write_bytes(f"weights of {spec.run_id}".encode())
     figures = {key: {"mean": score + offset, "std": 1.0 + spec.seed}
                for key, offset in (("total", 0.0), ("basic", -1.0), ("addon", 1.0), ("addon_metric", 0.0))}
-    return {"eval": {"best": figures, "last": {k: {"mean": v["mean"] - 2.0, "std": v["std"]} for k, v in figures.items()}},
+    shifted = lambda delta: {k: {"mean": v["mean"] + delta, "std": v["std"]} for k, v in figures.items()}  # noqa: E731
+    evals = {"best": figures, "last": shifted(-2.0), "best_stochastic": shifted(100.0), "last_stochastic": shifted(98.0)}
+    return {"eval": evals,
             "trained_steps": spec.steps, "resumed_from_step": resumed, "curve": curve,
             "checkpoints": {"best": str(run_dir / "checkpoints" / "best.pt"), "last": str(checkpoint)}}
 
@@ -131,7 +133,9 @@ def test_killed_sweep_resumes_skips_finished_runs_and_writes_nothing_partial(tmp
     assert "Scale: `steps400-seeds2-episodes3`" in markdown and "5357.0 ± 377.8" in markdown
     # pooled over seeds 0 and 1 (fake: 35 ± 1 and 36 ± 2 → 35.5 ± sqrt(2.75)), bold: best total below the Full Policy
     assert "| Residual PPO | ours | **35.5 ± 1.7** | 34.5 ± 1.7 |" in markdown
-    for png in ("table2_curves.png", "table2_tradeoff.png"):
+    stochastic = (results / "table2_stochastic.md").read_text()
+    assert "stochastic evaluation" in stochastic and "| Residual PPO | ours | **135.5 ± 1.7** |" in stochastic
+    for png in ("table2_curves.png", "table2_tradeoff.png", "table2_tradeoff_stochastic.png"):
         assert (results / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     # a third run has nothing to do

@@ -144,26 +144,28 @@ class Reproduction:
                 grouped.setdefault(env, {})[column] = runs
         written = []
         stem = self.out_dir / f"table{self.table}"
-        if self.table == 1:
-            text = tables.table1_markdown(envs, self.scale, cells, results, self.command)
-            plots.learning_curves(stem.with_name("table1_curves.png"), envs, grouped, paper.TABLE1_TITLES,
-                                  "episode_return_basic", "basic reward", "Table I")
-            written.append(stem.with_name("table1_curves.png"))
-        elif self.table == 3:
-            text = tables.table3_markdown(envs, self.scale, cells, results, self.command)
-            plots.learning_curves(stem.with_name("table3_curves.png"), envs, grouped, paper.TABLE3_TITLES,
-                                  "episode_return_basic", "basic reward", "Table III")
-            written.append(stem.with_name("table3_curves.png"))
-        else:
-            text = tables.table2_markdown(envs, self.scale, cells, results, self.command, priors)
+        if self.table == 2:
             # Customizations train on r_R + log-prob terms and the full policy on r + r_R: compare on the total.
-            plots.learning_curves(stem.with_name("table2_curves.png"), envs, grouped, paper.TABLE2_TITLES,
-                                  "episode_return_total", "total reward (basic + add-on)", "Table II")
-            plots.tradeoff(stem.with_name("table2_tradeoff.png"), envs, tables.table2_rows(envs, cells, results), self.scale.label)
-            written += [stem.with_name("table2_curves.png"), stem.with_name("table2_tradeoff.png")]
-        markdown = self.out_dir / f"table{self.table}.md"
-        write_text_atomic(markdown, text)
-        written.insert(0, markdown)
+            key, ylabel, titles = "episode_return_total", "total reward (basic + add-on)", paper.TABLE2_TITLES
+        else:
+            key, ylabel, titles = "episode_return_basic", "basic reward", paper.TABLE1_TITLES if self.table == 1 else paper.TABLE3_TITLES
+        curves_png = stem.with_name(f"table{self.table}_curves.png")
+        plots.learning_curves(curves_png, envs, grouped, titles, key, ylabel, f"Table {'I' * self.table}")
+        written.append(curves_png)
+        for mode in tables.EVAL_MODES:  # deterministic: table<N>.md; stochastic: table<N>_stochastic.md
+            suffix = "" if mode == "deterministic" else "_stochastic"
+            if self.table == 1:
+                text = tables.table1_markdown(envs, self.scale, cells, results, self.command, mode)
+            elif self.table == 3:
+                text = tables.table3_markdown(envs, self.scale, cells, results, self.command, mode)
+            else:
+                text = tables.table2_markdown(envs, self.scale, cells, results, self.command, priors, mode)
+                tradeoff_png = stem.with_name(f"table2_tradeoff{suffix}.png")
+                plots.tradeoff(tradeoff_png, envs, tables.table2_rows(envs, cells, results, mode), f"{self.scale.label}, {mode}")
+                written.append(tradeoff_png)
+            markdown = stem.with_name(f"table{self.table}{suffix}.md")
+            write_text_atomic(markdown, text)
+            written.insert(0, markdown)
         for path in written:
             self.sweep.log(f"reproduce: wrote {_relative(path)}")
         return written

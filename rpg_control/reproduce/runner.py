@@ -4,7 +4,9 @@ the run's last checkpoint), then evaluate its best and last checkpoints with ``r
 Runner protocol (what a sweep calls, in any process): ``runner(spec, run_dir, progress) -> dict`` with
 ``eval`` ({"best": figures, "last": figures}, figures = {total, basic, addon, addon_metric} each
 {mean, std}), and optionally ``config``, ``trained_steps``, ``resumed_from_step``, ``curve``
-(rows of metrics.jsonl) and ``checkpoints``.
+(rows of metrics.jsonl) and ``checkpoints``. ``best_stochastic`` / ``last_stochastic`` add the same
+figures with sampled actions: a Soft PPO policy optimizes the return of its *stochastic* policy, and at
+small budgets its mean action can score far from it (README, Job 3), so both are recorded.
 """
 
 from __future__ import annotations
@@ -56,9 +58,18 @@ def train_and_evaluate(spec: RunSpec, run_dir: Path, progress: bool = True) -> d
     from rpg_control.evaluate import evaluate
 
     eval_seed = EVAL_SEED_OFFSET + spec.seed
+
+    def evaluations(checkpoints: dict[str, Path]) -> dict:
+        out = {}
+        for name, path in checkpoints.items():
+            for suffix, deterministic in (("", True), ("_stochastic", False)):
+                out[name + suffix] = _figures(evaluate(path, episodes=spec.episodes, seed=eval_seed, deterministic=deterministic))
+        return out
+
     if spec.variant == PRIOR_EVALUATION:
-        figures = _figures(evaluate(_absolute(spec.prior), episodes=spec.episodes, seed=eval_seed, deterministic=True))
-        return {"eval": {"best": figures, "last": figures}, "trained_steps": 0, "checkpoints": {"best": spec.prior}}
+        evals = evaluations({"best": _absolute(spec.prior)})
+        evals.update(last=evals["best"], last_stochastic=evals["best_stochastic"])
+        return {"eval": evals, "trained_steps": 0, "checkpoints": {"best": spec.prior}}
 
     from rpg_control.config import load_config
     from rpg_control.train import train
@@ -73,10 +84,8 @@ def train_and_evaluate(spec: RunSpec, run_dir: Path, progress: bool = True) -> d
     resumed_from = _checkpoint_step(run_dir / "checkpoints" / "last.pt")
     train(config, run_dir, progress=progress)
     checkpoints = {name: run_dir / "checkpoints" / f"{name}.pt" for name in ("best", "last")}
-    evals = {name: _figures(evaluate(path, episodes=spec.episodes, seed=eval_seed, deterministic=True))
-             for name, path in checkpoints.items()}
     return {
-        "eval": evals,
+        "eval": evaluations(checkpoints),
         "config": dataclasses.asdict(config),
         "trained_steps": _checkpoint_step(checkpoints["last"]),
         "resumed_from_step": resumed_from,

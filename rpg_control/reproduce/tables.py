@@ -40,12 +40,25 @@ class Row:
         return self.figures.get(checkpoint, {}).get(quantity)
 
 
-def collect(specs: list[RunSpec], results: dict[str, dict]) -> Row:
+EVAL_MODES = ("deterministic", "stochastic")
+MODE_TEXT = {
+    "deterministic": "deterministic evaluation (the policy's mean action)",
+    "stochastic": "stochastic evaluation (actions sampled from the policy)",
+}
+
+
+def eval_key(checkpoint: str, mode: str) -> str:
+    """Key of a result's ``eval`` dict: ``best``/``last`` (deterministic) or ``best_stochastic``/…"""
+    return checkpoint if mode == "deterministic" else f"{checkpoint}_stochastic"
+
+
+def collect(specs: list[RunSpec], results: dict[str, dict], mode: str = "deterministic") -> Row:
     done = [results[spec.run_id] for spec in specs if spec.run_id in results]
     figures: dict[str, dict[str, Figure | None]] = {}
     for checkpoint in ("best", "last"):
+        key = eval_key(checkpoint, mode)
         figures[checkpoint] = {
-            quantity: pooled([(r["eval"].get(checkpoint, {}).get(quantity), r["spec"]["episodes"]) for r in done])
+            quantity: pooled([(r["eval"].get(key, {}).get(quantity), r["spec"]["episodes"]) for r in done])
             for quantity in ("total", "basic", "addon", "addon_metric")
         }
     return Row(len(specs), len(done), figures)
@@ -58,8 +71,9 @@ def fmt(figure: Figure | None, digits: int = 1, bold: bool = False) -> str:
     return f"**{text}**" if bold else text
 
 
-def header(title: str, scale: Scale, command: str, provenance: dict) -> list[str]:
-    lines = [f"# {title}", ""]
+def header(title: str, scale: Scale, command: str, provenance: dict, mode: str = "deterministic") -> list[str]:
+    other = "table{N}_stochastic.md" if mode == "deterministic" else "table{N}.md"
+    lines = [f"# {title}", "", f"Our numbers: {MODE_TEXT[mode]}; the other mode is in `{other}` beside this file.", ""]
     lines.append(
         f"**Scale: `{scale.label}`** — {scale.describe()}. "
         f"Paper: {paper.PAPER_PROTOCOL}. Numbers at a reduced scale are a first look, not a reproduction of the paper's figures."
@@ -116,11 +130,12 @@ def _claim_ge(name: str, mine: Figure | None, others: dict[str, Figure | None], 
 
 
 # -- Table I -----------------------------------------------------------------------------------
-def table1_markdown(envs, scale, specs_by_cell, results, command) -> str:
+def table1_markdown(envs, scale, specs_by_cell, results, command, mode="deterministic") -> str:
     """``specs_by_cell[(env, variant)]`` lists the seeds' run specs of one cell."""
     all_specs = [s for specs in specs_by_cell.values() for s in specs]
-    lines = header("Table I — entropy-regularized PPO variants on MuJoCo (basic reward)", scale, command, provenance(all_specs, results))
-    rows = {key: collect(specs, results) for key, specs in specs_by_cell.items()}
+    lines = header("Table I — entropy-regularized PPO variants on MuJoCo (basic reward)", scale, command, provenance(all_specs, results), mode)
+    lines[2] = lines[2].replace("{N}", "1")
+    rows = {key: collect(specs, results, mode) for key, specs in specs_by_cell.items()}
     variants = paper.TABLE1_VARIANTS
     for checkpoint, section, paper_key in (
         ("last", "Average performance (final policy of each seed)", "average"),
@@ -149,27 +164,28 @@ def table1_markdown(envs, scale, specs_by_cell, results, command) -> str:
 TABLE2_QUANTITIES = ("total", "basic", "addon_metric", "addon")
 
 
-def table2_rows(envs, specs_by_cell, results) -> dict[str, dict[str, dict[str, Figure | None]]]:
+def table2_rows(envs, specs_by_cell, results, mode="deterministic") -> dict[str, dict[str, dict[str, Figure | None]]]:
     """env -> policy -> quantity -> pooled figure (best checkpoints, like the paper)."""
     out = {}
     for env in envs:
         out[env] = {}
         for policy in paper.TABLE2_POLICIES:
-            row = collect(specs_by_cell.get((env, policy), []), results)
+            row = collect(specs_by_cell.get((env, policy), []), results, mode)
             out[env][policy] = {q: row.get("best", q) for q in TABLE2_QUANTITIES}
     return out
 
 
-def table2_markdown(envs, scale, specs_by_cell, results, command, priors: dict[str, dict]) -> str:
+def table2_markdown(envs, scale, specs_by_cell, results, command, priors: dict[str, dict], mode="deterministic") -> str:
     all_specs = [s for specs in specs_by_cell.values() for s in specs]
-    lines = header("Table II — Residual PPO: customizing a prior on MuJoCo", scale, command, provenance(all_specs, results))
+    lines = header("Table II — Residual PPO: customizing a prior on MuJoCo", scale, command, provenance(all_specs, results), mode)
+    lines[2] = lines[2].replace("{N}", "2")
     lines.append(
         "Total = basic + add-on reward; every row is evaluated on the full task from each seed's best checkpoint; "
         "the prior row evaluates the one prior checkpoint. Bold: the best total reward of each block other than the "
         "Full Policy (trained from scratch on r + r_R, the upper bound)."
     )
     lines.append("")
-    ours = table2_rows(envs, specs_by_cell, results)
+    ours = table2_rows(envs, specs_by_cell, results, mode)
     for env in envs:
         prior = priors.get(env)
         lines.append(f"## {paper.ENV_TITLES[env]} (add-on metric: {paper.ADDON_METRIC_TITLES[env]})")
@@ -219,10 +235,11 @@ def table2_claims(env: str, ours: dict[str, dict[str, Figure | None]]) -> list[s
 
 
 # -- Table III ---------------------------------------------------------------------------------
-def table3_markdown(envs, scale, specs_by_cell, results, command) -> str:
+def table3_markdown(envs, scale, specs_by_cell, results, command, mode="deterministic") -> str:
     all_specs = [s for specs in specs_by_cell.values() for s in specs]
-    lines = header("Table III — Soft PPO: global vs state-dependent std (basic reward)", scale, command, provenance(all_specs, results))
-    rows = {key: collect(specs, results) for key, specs in specs_by_cell.items()}
+    lines = header("Table III — Soft PPO: global vs state-dependent std (basic reward)", scale, command, provenance(all_specs, results), mode)
+    lines[2] = lines[2].replace("{N}", "3")
+    rows = {key: collect(specs, results, mode) for key, specs in specs_by_cell.items()}
     for checkpoint, section, paper_key in (
         ("last", "Average performance (final policy of each seed)", "average"),
         ("best", "Best performance (best checkpoint of each seed)", "best"),
