@@ -74,8 +74,9 @@ def ppo_update(
 
     With ``update_actor=False`` (critic warm-up) only the value loss is optimized: actor
     parameters get no gradient, so Adam leaves them exactly as they are.
-    With ``config.lr_schedule == "adaptive"`` the learning rate is multiplied/divided by 1.5 when
-    the approximate KL leaves [target/2, 2·target] (rsl_rl's rule).
+    With ``config.lr_schedule == "adaptive"`` the actor's learning rate is multiplied/divided by
+    1.5 when the approximate KL leaves [target/2, 2·target] (rsl_rl's rule); the critic keeps
+    ``config.learning_rate``.
     """
     advantages, returns = rollout.advantages(config.gamma, config.gae_lambda)
     obs = rollout.obs.reshape(-1, rollout.obs.shape[-1])
@@ -116,8 +117,27 @@ def ppo_update(
     return stats
 
 
+def make_optimizer(model: ActorCritic, config) -> torch.optim.Adam:
+    """Adam with two parameter groups: the actor's (its lr follows the schedule) and the critic's.
+
+    The adaptive schedule reacts to the policy's KL only, so it moves the actor's lr alone: a
+    policy step that overshoots must not also stall the critic's regression.
+    """
+    return torch.optim.Adam(
+        [
+            {"params": list(model.actor.parameters()), "name": "actor"},
+            {"params": list(model.critic.parameters()), "name": "critic"},
+        ],
+        lr=config.learning_rate,
+        eps=1e-5,
+        foreach=True,
+    )
+
+
 def _adapt_learning_rate(optimizer: torch.optim.Optimizer, kl: float, config) -> None:
     for group in optimizer.param_groups:
+        if group.get("name") != "actor":
+            continue
         if kl > 2.0 * config.target_kl:
             group["lr"] = max(group["lr"] / 1.5, config.lr_min)
         elif kl < 0.5 * config.target_kl:

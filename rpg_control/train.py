@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from collections import deque
 from pathlib import Path
@@ -21,7 +22,7 @@ import numpy as np
 import torch
 
 from rpg_control.actor_critic import ActorCritic, ObservationNormalizer
-from rpg_control.algorithm import Rollout, ppo_update, rpg_step_reward
+from rpg_control.algorithm import Rollout, make_optimizer, ppo_update, rpg_step_reward
 from rpg_control.checkpoint import FORMAT, PriorPolicy, load_checkpoint, load_prior, prior_from_state, save_atomic
 from rpg_control.config import ConfigError, TrainConfig, validate_config
 from rpg_control.envs import get_env_spec, make_vec_env
@@ -105,11 +106,14 @@ def train(config: TrainConfig, run_dir: str | Path, progress: bool = True) -> Pa
         model.actor.load_state_dict(prior.actor.state_dict())
         normalizer.load_state_dict(prior.normalizer.state_dict())
         normalizer_frozen = True
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, eps=1e-5, foreach=True)
+    optimizer = make_optimizer(model, config)
     step, iteration, best_score = 0, 0, -math.inf
     if resume is not None:
         model.load_state_dict(resume["model"])
-        optimizer.load_state_dict(resume["optimizer"])
+        try:
+            optimizer.load_state_dict(resume["optimizer"])
+        except ValueError:  # a checkpoint from before the actor/critic parameter groups
+            print(f"warning: {last_path}: optimizer state has another layout; Adam restarts", file=sys.stderr)
         normalizer.load_state_dict(resume["normalizer"])
         step, iteration, best_score = resume["step"], resume["iteration"], resume["best_score"]
         torch.set_rng_state(resume["rng"]["torch"])
