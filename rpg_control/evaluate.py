@@ -16,6 +16,7 @@ import torch
 from rpg_control.checkpoint import load_checkpoint
 from rpg_control.config import ConfigError, config_from_dict
 from rpg_control.envs import make_vec_env
+from rpg_control.provenance import provenance
 from rpg_control.train import build_model
 
 
@@ -74,5 +75,20 @@ def evaluate(checkpoint: str | Path, episodes: int = 100, seed: int = 0, determi
         checkpoint_step=payload["step"],
         deterministic=deterministic,
         seed=seed,
+        training={
+            "seed": config.seed,
+            "total_steps": config.total_steps,
+            "backend": config.backend,
+            "best_score": _finite_or_none(payload.get("best_score")),
+            # wall time and speed of the (last resumed part of the) run that wrote the checkpoint
+            "wall_seconds": (payload.get("metrics") or {}).get("wall_seconds"),
+            "steps_per_second": (payload.get("metrics") or {}).get("steps_per_second"),
+            "provenance": payload.get("provenance"),  # of the training run (absent in early checkpoints)
+        },
+        provenance=provenance(),
     )
     return report
+
+
+def _finite_or_none(value):
+    return float(value) if value is not None and np.isfinite(value) else None

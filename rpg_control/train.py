@@ -26,6 +26,7 @@ from rpg_control.algorithm import Rollout, make_optimizer, ppo_update, rpg_step_
 from rpg_control.checkpoint import FORMAT, PriorPolicy, load_checkpoint, load_prior, prior_from_state, save_atomic
 from rpg_control.config import ConfigError, TrainConfig, validate_config
 from rpg_control.envs import get_env_spec, make_vec_env
+from rpg_control.provenance import provenance
 
 _RESUME_KEYS = ("env", "variant", "num_envs", "steps_per_env", "actor_hidden", "critic_hidden", "activation", "std_type", "alpha", "omega_prime", "alpha_hat")
 
@@ -118,6 +119,7 @@ def train(config: TrainConfig, run_dir: str | Path, progress: bool = True) -> Pa
         step, iteration, best_score = resume["step"], resume["iteration"], resume["best_score"]
         torch.set_rng_state(resume["rng"]["torch"])
     warmup_steps = int(config.critic_warmup_fraction * config.total_steps) if prior is not None else 0
+    run_provenance = provenance()
 
     def checkpoint_payload() -> dict:
         return {
@@ -134,6 +136,7 @@ def train(config: TrainConfig, run_dir: str | Path, progress: bool = True) -> Pa
             "prior": None if prior is None else prior_state_from(prior),
             "rng": {"torch": torch.get_rng_state()},
             "metrics": last_row,
+            "provenance": run_provenance,
         }
 
     # --- the run ----------------------------------------------------------------------------
