@@ -81,6 +81,13 @@ def run_model_job(script, ppo_args, model_args) -> int:
     from rpg_llm.ppo_trainer import ResidualPPOTrainer
 
     dataset = _load_prompt_dataset(script)
+    # ModelConfig's loading options reach every from_pretrained (policy, reference, critic).
+    init = {"revision": model_args.model_revision, "trust_remote_code": getattr(model_args, "trust_remote_code", False)}
+    if model_args.attn_implementation is not None:
+        init["attn_implementation"] = model_args.attn_implementation
+    if getattr(model_args, "dtype", None) not in (None, "auto"):
+        init["dtype"] = model_args.dtype
+    ppo_args.model_init_kwargs = {**init, **(ppo_args.model_init_kwargs or {})}
     trainer = ResidualPPOTrainer(
         ppo_args, model_args.model_name_or_path, train_dataset=dataset, peft_config=get_peft_config(model_args)
     )

@@ -25,7 +25,8 @@ class ResidualPPOConfig(TrainingArguments):
     Batch sizes (per process): one rollout holds ``per_device_train_batch_size ×
     gradient_accumulation_steps × num_mini_batches`` prompts; each of the ``num_ppo_epochs``
     passes splits it into ``num_mini_batches`` optimizer steps of ``gradient_accumulation_steps``
-    micro-batches.
+    micro-batches. (TRL 1.12's PPOConfig rolled out ``per_device × accumulation`` prompts and split
+    those into mini-batches; here accumulation always means micro-batches per optimizer step.)
     """
 
     # --- RPG coefficients (eq. 8)
@@ -64,6 +65,9 @@ class ResidualPPOConfig(TrainingArguments):
         default=None, metadata={"help": "r_R as Python functions 'module:function' with TRL's reward-function signature"}
     )
     reward_weights: list[float] | None = field(default=None, metadata={"help": "weights of reward_funcs (default 1 each)"})
+    model_init_kwargs: dict | str | None = field(
+        default=None, metadata={"help": "kwargs for every from_pretrained of policy/ref/critic (dtype, attn_implementation, revision, ...)"}
+    )
     bf16: bool | None = field(default=None, metadata={"help": "bf16 mixed precision; default: on when the GPU supports it"})
 
     def __post_init__(self) -> None:
@@ -89,6 +93,13 @@ class ResidualPPOConfig(TrainingArguments):
             raise ValueError(f"total_episodes must be >= 1, got {self.total_episodes}")
         if self.reward_weights is not None and self.reward_funcs is not None and len(self.reward_weights) != len(self.reward_funcs):
             raise ValueError("reward_weights must have one weight per entry of reward_funcs")
+        if isinstance(self.model_init_kwargs, str):  # from the command line: a JSON object
+            import json
+
+            try:
+                self.model_init_kwargs = json.loads(self.model_init_kwargs)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"model_init_kwargs must be a JSON object, got {self.model_init_kwargs!r} ({error})") from None
         if self.bf16 is None:  # from the device, never by hand: CPUs and old GPUs get fp32
             import torch
 

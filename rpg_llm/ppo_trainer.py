@@ -148,10 +148,11 @@ class ResidualPPOTrainer:
         set_seed(args.seed)
         from transformers import AutoModelForCausalLM
 
-        policy = AutoModelForCausalLM.from_pretrained(model_path) if model_path is not None else model
+        init = dict(args.model_init_kwargs or {})
+        policy = AutoModelForCausalLM.from_pretrained(model_path, **init) if model_path is not None else model
         policy.config.use_cache = False
         if args.value_model_path is not None:
-            critic = CausalLMCritic.from_pretrained(args.value_model_path)
+            critic = CausalLMCritic.from_pretrained(args.value_model_path, **init)
         else:
             critic = CausalLMCritic.from_causal_lm(policy)
         self.is_peft = peft_config is not None
@@ -165,15 +166,15 @@ class ResidualPPOTrainer:
         else:
             if ref_model is None:
                 if args.ref_model_path is not None:
-                    ref_model = AutoModelForCausalLM.from_pretrained(args.ref_model_path)
+                    ref_model = AutoModelForCausalLM.from_pretrained(args.ref_model_path, **init)
                 elif model_path is not None:
-                    ref_model = AutoModelForCausalLM.from_pretrained(model_path)
+                    ref_model = AutoModelForCausalLM.from_pretrained(model_path, **init)
                 else:
                     import copy
 
                     ref_model = copy.deepcopy(policy)
             elif isinstance(ref_model, (str, os.PathLike)):
-                ref_model = AutoModelForCausalLM.from_pretrained(ref_model)
+                ref_model = AutoModelForCausalLM.from_pretrained(ref_model, **init)
             ref_model.requires_grad_(False).eval()
             self.ref_model = ref_model.to(self.accelerator.device)
         if self.reward_source is None:

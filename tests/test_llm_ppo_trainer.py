@@ -86,9 +86,10 @@ def test_lora_reference_is_the_base_model_with_adapters_off(world, tmp_path):
     policy = trainer.policy
     base = world.load_prior_model().eval()
     ids = world.tokenizer(world.prompts, return_tensors="pt")["input_ids"]
+    reference_model, reference_context = trainer._reference()  # what the rollout scores log π_ref with
     with torch.no_grad():
-        with policy.disable_adapter():
-            reference = policy(input_ids=ids).logits
+        with reference_context():
+            reference = reference_model(input_ids=ids).logits
         adapted = policy(input_ids=ids).logits
         expected = base(input_ids=ids).logits
     torch.testing.assert_close(reference, expected, atol=1e-6, rtol=0)
@@ -178,3 +179,22 @@ def test_cli_reports_bad_input_in_one_line(world, tmp_path, capsys):
     assert code == 2 and len(errors) == 1 and errors[0].startswith("rpg ppo: error:") and "'prompt' column" in errors[0]
     assert main(["--response_length", "0", "--output_dir", str(tmp_path / "o")]) == 2
     assert "response_length" in capsys.readouterr().err
+
+
+def test_conversational_prompts_go_through_the_chat_template(world, tmp_path):
+    tokenizer = copy.deepcopy(world.tokenizer)
+    tokenizer.chat_template = "{% for message in messages %}{{ message['content'] }} {% endfor %}"
+    dataset = Dataset.from_dict({"prompt": [[{"role": "user", "content": p}] for p in world.prompts]})
+    seen = {}
+
+    def reward(prompts, completions, completion_ids, **kwargs):
+        seen.update(prompts=prompts, completions=completions, completion_ids=completion_ids)
+        return [float(len(ids)) for ids in completion_ids]
+
+    trainer = ResidualPPOTrainer(_args(tmp_path, max_steps=1), str(world.prior_model_dir), processing_class=tokenizer,
+                                 train_dataset=dataset, reward_funcs=[reward])
+    assert trainer.train_dataset["prompt_input_ids"] == [world.tokenizer(p)["input_ids"] for p in world.prompts]
+    (stats,) = trainer.train()
+    assert isinstance(seen["prompts"][0], list) and seen["prompts"][0][0]["role"] == "user"
+    assert seen["completions"][0][0]["role"] == "assistant"
+    assert stats["reward/addon"] == pytest.approx(stats["completion_length"])
