@@ -5,7 +5,7 @@
 
 Same locally built Llama, same preference batch, same optimizer; a full training step each
 (forward of policy and reference, loss, backward, AdamW step). Timing: the trainers live in one
-process and their steps are interleaved one by one, so drift in machine load hits both alike;
+process and their steps are interleaved one by one (in rotating order), so drift in machine load hits both alike;
 the report is the median step time and its ratio to TRL's. Memory: on CUDA the peak allocated
 memory of each trainer's steps (in process); on CPU the peak RSS growth during training steps,
 measured in a fresh child process per trainer (a thread samples the resident set while steps run). Writes ``benchmarks/results/llm_dpo_vs_trl.json``.
@@ -143,8 +143,11 @@ def main(argv=None) -> int:
         trainers = {name: build_trainer(name, workdir, args) for name in VARIANTS}
         times = {name: [] for name in VARIANTS}
         peak_cuda = {}
+        names = list(trainers)
         for step in range(args.warmup + args.steps):
-            for name, (trainer, batch, optimizer) in trainers.items():  # interleaved, one step each
+            # Interleaved one step each, the order rotating every step so no trainer always runs first.
+            for name in names[step % len(names):] + names[: step % len(names)]:
+                trainer, batch, optimizer = trainers[name]
                 if torch.cuda.is_available():
                     torch.cuda.reset_peak_memory_stats()
                 synchronize()

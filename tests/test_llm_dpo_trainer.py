@@ -245,3 +245,15 @@ def test_bad_datasets_fail_in_one_line_before_any_model_loads(dataset, tmp_path,
         # A model path that does not exist: the error must come before anything tries to load it.
         DecoupledDPOTrainer(str(tmp_path / "no-model-here"), args=args, train_dataset=edit(dataset))
     assert "\n" not in str(error.value)
+
+
+def test_evaluate_logs_the_rpg_losses(model_dirs, dataset, tmp_path):
+    policy_dir, ref_dir = model_dirs
+    ref_model = AutoModelForCausalLM.from_pretrained(ref_dir)
+    args = DecoupledDPOConfig(**common_args(tmp_path, loss_type=["decoupled", "ce"], per_device_eval_batch_size=BATCH))
+    trainer = DecoupledDPOTrainer(str(policy_dir), ref_model=ref_model, args=args, train_dataset=dataset,
+                                  eval_dataset=dataset, processing_class=AutoTokenizer.from_pretrained(policy_dir))
+    metrics = trainer.evaluate()
+    assert {"eval_decoupled/rewards/accuracies", "eval_ce/loss"} <= set(metrics)
+    # One eval batch = the whole dataset: the logged loss is the sum of the two terms on it.
+    assert metrics["eval_loss"] == pytest.approx(metrics["eval_decoupled/loss"] + metrics["eval_ce/loss"], rel=1e-5)
