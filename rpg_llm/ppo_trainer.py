@@ -492,6 +492,9 @@ def _check_model_path(path, name: str) -> None:
         if not (Path(path) / "config.json").exists():
             raise ValueError(f"{name}={path!s} is a directory without config.json: not a transformers model")
         return
+    if str(path).startswith(("/", "./", "../", "~", ".\\")) or os.path.isfile(path):
+        # Clearly a local path: say so at once instead of asking the hub about it.
+        raise ValueError(f"{name}={path!s}: no such model directory")
     from transformers import AutoConfig
 
     try:

@@ -136,6 +136,7 @@ def test_reward_model_source(world, tmp_path):
     "case,match",
     [
         ("unknown_model", "model_name_or_path"),
+        ("unknown_hub_model", "model_name_or_path"),
         ("no_prompt_column", "'prompt' column"),
         ("no_pad_token", "no pad token"),
     ],
@@ -146,6 +147,8 @@ def test_bad_input_fails_in_one_line_before_training(world, tmp_path, case, matc
     model = str(world.prior_model_dir)
     if case == "unknown_model":
         model = str(tmp_path / "no-such-model")
+    elif case == "unknown_hub_model":
+        model = "no-such-org-rpg/no-such-model"  # offline in tests: the hub lookup fails fast
     elif case == "no_prompt_column":
         kwargs["train_dataset"] = Dataset.from_dict({"text": world.prompts})
     elif case == "no_pad_token":
