@@ -8,6 +8,8 @@ trl==1.12.0`` into a plain venv (no system site-packages, so it cannot see this 
 reward model (TRL's value model is a copy of it, as in TRL's PPO example; rpg's critic is a copy of
 the policy trunk, same size), the same prompts, batch, response length, epochs, minibatches and
 KL coefficient (rpg: ω' = α̂ = kl_coef), one thread each, run alternately in separate processes.
+rpg's side runs in a plain venv of its own llm stack (``$RPG_CACHE/venv-rpg-bench``, this checkout on
+PYTHONPATH) so that neither process carries extra packages that transformers would import.
 Reports the median time per iteration (first ``--warmup`` iterations dropped) and the peak RSS,
 as rpg / TRL ratios, into ``benchmarks/results/llm_ppo_vs_trl.json``.
 """
@@ -29,16 +31,36 @@ ROOT = HERE.parent
 TRL_VERSION = "1.12.0"
 
 
-def ensure_trl_venv(path: Path) -> Path:
+def ensure_venv(path: Path, requirements: list[str], probe_code: str) -> Path:
+    """A plain venv (no system site-packages) with ``requirements``, created once and reused."""
     python = path / "bin" / "python"
-    probe = [str(python), "-c", "import trl, sys; from trl.experimental.ppo import PPOTrainer; sys.exit(trl.__version__ != '%s')" % TRL_VERSION]
-    if python.exists() and subprocess.run(probe, capture_output=True).returncode == 0:
+    probe = [str(python), "-c", probe_code]
+    if python.exists() and subprocess.run(probe, capture_output=True, env=dict(os.environ, PYTHONPATH="")).returncode == 0:
         return python
-    print(f"creating {path} with torch==2.13.0 trl=={TRL_VERSION} (once) ...", flush=True)
+    print(f"creating {path} with {' '.join(requirements)} (once) ...", flush=True)
     venv.EnvBuilder(with_pip=True, system_site_packages=False, clear=True).create(path)
-    subprocess.run([str(python), "-m", "pip", "install", "-q", "torch==2.13.0", f"trl=={TRL_VERSION}"], check=True)
-    subprocess.run(probe, check=True)
+    subprocess.run([str(python), "-m", "pip", "install", "-q", *requirements], check=True)
+    subprocess.run(probe, check=True, env=dict(os.environ, PYTHONPATH=""))
     return python
+
+
+def ensure_trl_venv(path: Path) -> Path:
+    return ensure_venv(path, ["torch==2.13.0", f"trl=={TRL_VERSION}"],
+                       "import trl, sys; from trl.experimental.ppo import PPOTrainer; sys.exit(trl.__version__ != '%s')" % TRL_VERSION)
+
+
+def ensure_rpg_venv(path: Path) -> Path:
+    """The same kind of plain venv for rpg's side (its llm stack, this checkout on PYTHONPATH), so both
+    processes carry only what they need and peak RSS compares like with like."""
+    import accelerate
+    import datasets
+    import peft
+    import transformers
+    import trl
+
+    pins = [f"torch==2.13.0", f"trl=={trl.__version__}", f"transformers=={transformers.__version__}", f"peft=={peft.__version__}",
+            f"accelerate=={accelerate.__version__}", f"datasets=={datasets.__version__}", "rich", "pyyaml"]
+    return ensure_venv(path, pins, "import trl, peft, accelerate, datasets, transformers, rich, yaml; import sys; sys.exit(trl.__version__ != %r)" % trl.__version__)
 
 
 def build_assets(directory: Path, seed: int = 0) -> dict:
@@ -86,12 +108,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=2, help="alternating runs of each side")
     parser.add_argument("--response_length", type=int, default=24)
     parser.add_argument("--venv", default=None, help="where the trl 1.12.0 venv lives")
+    parser.add_argument("--rpg_python", default="venv", help="'venv' (a plain venv like TRL's, default) or 'current' (this interpreter)")
     parser.add_argument("--output", default=str(HERE / "results" / "llm_ppo_vs_trl.json"))
     cli = parser.parse_args(argv)
     if cli.iterations <= cli.warmup:
         parser.error("--iterations must exceed --warmup")
     cache = Path(os.environ.get("RPG_CACHE") or Path.home() / ".cache" / "rpg")
     trl_python = ensure_trl_venv(Path(cli.venv) if cli.venv else cache / f"venv-trl-{TRL_VERSION}")
+    rpg_python = sys.executable if cli.rpg_python == "current" else str(ensure_rpg_venv(cache / "venv-rpg-bench"))
     # Same rollout (32 prompts), same 2 mini-batches of 16 = 2 micro-batches of 8, 4 epochs: identical forward/backward work.
     settings = dict(kl_coef=0.05, response_length=cli.response_length, per_device_train_batch_size=8, rollout_batch=32,
                     num_mini_batches=2, num_ppo_epochs=4, learning_rate=1e-5, local_rollout_forward_batch_size=32, vf_coef=0.1,
@@ -102,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         described = build_assets(assets)
         for repeat in range(cli.repeats):
             for impl in ("rpg", "trl") if repeat % 2 == 0 else ("trl", "rpg"):
-                result = run_worker(sys.executable if impl == "rpg" else str(trl_python), impl, assets, settings)
+                result = run_worker(rpg_python if impl == "rpg" else str(trl_python), impl, assets, settings)
                 runs[impl].append(result)
                 steady = result["iteration_seconds"][cli.warmup:]
                 print(f"{impl}: {statistics.median(steady):.3f} s/iteration, peak RSS {result['peak_rss_mib']:.0f} MiB", flush=True)
@@ -127,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
                                  {"seeds": 0, "repeats": cli.repeats, "iterations": cli.iterations, "warmup_dropped": cli.warmup}),
         "settings": settings,
         "assets": described,
+        "environments": {"rpg": rpg_python, "trl": str(trl_python)},
         "summary": summary,
         "ratio_time_rpg_over_trl": ratio_time,
         "ratio_training_peak_rss_rpg_over_trl": ratio_mem,
