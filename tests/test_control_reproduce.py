@@ -105,11 +105,11 @@ def test_killed_sweep_resumes_skips_finished_runs_and_writes_nothing_partial(tmp
     first_calls = calls(tmp_path)
     # stage 1: the two Soft PPO seeds; the prior is picked; stage 2 starts; its 2nd run is killed
     assert [c["run_id"].split("/")[1] for c in first_calls] == ["soft", "soft", "full", "full"]
-    run_results = [p for p in finished if "/runs/" in str(p)]
+    run_results = [p for p in finished if "/run_results/" in str(p)]
     assert len(run_results) == 3 and all(json.loads(p.read_text())["eval"] for p in run_results)
     assert not [p for p in (tmp_path / "results").rglob("*") if p.name.endswith(".tmp")]
     killed_id = first_calls[-1]["run_id"]
-    assert not (results / "runs" / f"{killed_id}.json").exists()
+    assert not (results / "run_results" / f"{killed_id}.json").exists()
     assert json.loads((tmp_path / "runs" / results.name / killed_id / "checkpoints" / "last.pt").read_text())["step"] == 200
 
     assert reproduce_here(tmp_path, monkeypatch, *TABLE2_QUICK) == 0
@@ -118,12 +118,12 @@ def test_killed_sweep_resumes_skips_finished_runs_and_writes_nothing_partial(tmp
     assert not set(rerun_ids) & {c["run_id"] for c in first_calls[:3]}  # finished runs were skipped
     assert second_calls[0] == {"run_id": killed_id, "resumed": 200}  # the killed run resumed from its checkpoint
     assert len(rerun_ids) == len(set(rerun_ids)) == 1 + 1 + 3 * 2  # killed run, prior row, Greedy/KL/Residual x 2
-    all_results = list((results / "runs").rglob("*.json"))
+    all_results = list((results / "run_results").rglob("*.json"))
     assert len(all_results) == 2 + 2 + 1 + 6
     for path in all_results:
         result = json.loads(path.read_text())
         assert {"config", "seed", "steps", "commit", "wall_time_s", "machine", "eval", "command"} <= set(result)
-        assert result["run_id"] == str(path.relative_to(results / "runs"))[: -len(".json")]
+        assert result["run_id"] == str(path.relative_to(results / "run_results"))[: -len(".json")]
 
     # the prior is the better Soft PPO seed (seed 1 scores higher in the fake), copied next to the table
     prior = json.loads((results / "priors" / "halfcheetah.json").read_text())
@@ -147,7 +147,7 @@ def test_killed_sweep_resumes_skips_finished_runs_and_writes_nothing_partial(tmp
 def test_parallel_processes_finish_every_run(tmp_path):
     reproduce(tmp_path, "--table", "3", "--envs", "hopper", "--steps", "8", "--seeds", "2", "--episodes", "1", "--jobs", "2", check=True)
     results = tmp_path / "results" / "steps8-seeds2-episodes1"
-    assert len(list((results / "runs").rglob("*.json"))) == 4
+    assert len(list((results / "run_results").rglob("*.json"))) == 4
     assert "| Hopper | ours | **27.5 ± 1.7** | 24.5 ± 1.7 |" in (results / "table3.md").read_text()
 
 
@@ -227,6 +227,6 @@ def test_ray_backend_dispatches_runs(tmp_path):
     reproduce(tmp_path, "--table", "3", "--envs", "ant", "--steps", "8", "--seeds", "1", "--episodes", "1",
               "--jobs", "2", "--backend", "ray", check=True)
     results = tmp_path / "results" / "steps8-seeds1-episodes1"
-    assert {json.loads(p.read_text())["run_id"] for p in (results / "runs").rglob("*.json")} == {
+    assert {json.loads(p.read_text())["run_id"] for p in (results / "run_results").rglob("*.json")} == {
         "ant/soft/8steps-1episodes/seed0", "ant/soft-state-std/8steps-1episodes/seed0"}
     assert len(calls(tmp_path)) == 2

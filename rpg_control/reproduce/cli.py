@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
             import_ray()
         resolve_runner(args.runner)
         sweep = Sweep(
-            results_dir=args.results / scale.label / "runs",
+            results_dir=args.results / scale.label / "run_results",  # not "runs/": .gitignore drops that
             runs_dir=args.runs_dir / scale.label,
             runner=args.runner,
             jobs=args.jobs,

@@ -32,6 +32,7 @@ def _atomic_write(path: Path, write) -> None:
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; results are meant to be read
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
