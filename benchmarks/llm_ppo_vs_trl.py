@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iterations", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=2, help="alternating runs of each side")
+    parser.add_argument("--repeats", type=int, default=3, help="alternating runs of each side")
     parser.add_argument("--response_length", type=int, default=24)
     parser.add_argument("--venv", default=None, help="where the trl 1.12.0 venv lives")
     parser.add_argument("--rpg_python", default="venv", help="'venv' (a plain venv like TRL's, default) or 'current' (this interpreter)")
@@ -129,18 +129,23 @@ def main(argv: list[str] | None = None) -> int:
                 result = run_worker(rpg_python if impl == "rpg" else str(trl_python), impl, assets, settings)
                 runs[impl].append(result)
                 steady = result["iteration_seconds"][cli.warmup:]
-                print(f"{impl}: {statistics.median(steady):.3f} s/iteration, peak RSS {result['peak_rss_mib']:.0f} MiB", flush=True)
+                cpu = result["iteration_cpu_seconds"][cli.warmup:]
+                print(f"{impl}: {statistics.median(steady):.3f} s/iteration wall, {statistics.median(cpu):.3f} s CPU, "
+                      f"peak RSS {result['peak_rss_mib']:.0f} MiB", flush=True)
     summary = {}
     for impl, results in runs.items():
         steady = [t for r in results for t in r["iteration_seconds"][cli.warmup:]]
+        cpu = [t for r in results for t in r["iteration_cpu_seconds"][cli.warmup:]]
         summary[impl] = {
             "median_seconds_per_iteration": statistics.median(steady),
+            "median_cpu_seconds_per_iteration": statistics.median(cpu),
             "peak_rss_mib": max(r["peak_rss_mib"] for r in results),
             "rss_after_imports_mib": max(r["rss_after_imports_mib"] for r in results),
             "training_peak_rss_mib": max(r["peak_rss_mib"] - r["rss_after_imports_mib"] for r in results),
             "versions": results[0]["versions"],
         }
     ratio_time = summary["rpg"]["median_seconds_per_iteration"] / summary["trl"]["median_seconds_per_iteration"]
+    ratio_cpu = summary["rpg"]["median_cpu_seconds_per_iteration"] / summary["trl"]["median_cpu_seconds_per_iteration"]
     ratio_mem = summary["rpg"]["training_peak_rss_mib"] / summary["trl"]["training_peak_rss_mib"]
     ratio_total_mem = summary["rpg"]["peak_rss_mib"] / summary["trl"]["peak_rss_mib"]
     sys.path.insert(0, str(ROOT))
@@ -154,6 +159,9 @@ def main(argv: list[str] | None = None) -> int:
         "environments": {"rpg": rpg_python, "trl": str(trl_python)},
         "summary": summary,
         "ratio_time_rpg_over_trl": ratio_time,
+        "ratio_cpu_time_rpg_over_trl": ratio_cpu,
+        "time_note": "wall = what a user waits; CPU = the process's CPU time with one thread, which other jobs on a shared "
+                     "machine do not inflate. Medians over all post-warm-up iterations of all repeats.",
         "ratio_training_peak_rss_rpg_over_trl": ratio_mem,
         "ratio_total_peak_rss_rpg_over_trl": ratio_total_mem,
         "memory_note": "CPU run: memory is process RSS. 'training' = peak RSS minus RSS after importing each side's stack "
@@ -166,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     tmp_out = output.with_suffix(".json.tmp")
     tmp_out.write_text(json.dumps(payload, indent=1))
     tmp_out.replace(output)
-    print(f"time per iteration rpg/TRL = {ratio_time:.2f}x; training peak RSS rpg/TRL = {ratio_mem:.2f}x "
+    print(f"time per iteration rpg/TRL = {ratio_time:.2f}x wall, {ratio_cpu:.2f}x CPU; training peak RSS rpg/TRL = {ratio_mem:.2f}x "
           f"(total peak RSS {ratio_total_mem:.2f}x)  -> {output}")
     return 0
 

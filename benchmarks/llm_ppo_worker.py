@@ -2,7 +2,7 @@
 
     python benchmarks/llm_ppo_worker.py --impl rpg|trl --assets DIR --settings JSON
 
-Prints one JSON line: per-iteration wall times (between consecutive iteration ends), peak RSS and
+Prints one JSON line: per-iteration wall and CPU times (between consecutive iteration ends), peak RSS and
 the RSS after importing torch (before anything else). The TRL side imports only torch / transformers / trl 1.12.
 """
 
@@ -45,9 +45,9 @@ def run_rpg(assets: str, s: dict, marks: list[float]) -> None:
     )
     trainer = ResidualPPOTrainer(
         args, os.path.join(assets, "policy"), train_dataset=dataset, reward_model=os.path.join(assets, "reward"),
-        callbacks=[lambda trainer, stats: marks.append(time.perf_counter())],
+        callbacks=[lambda trainer, stats: marks.append((time.perf_counter(), time.process_time()))],
     )
-    marks.append(time.perf_counter())
+    marks.append((time.perf_counter(), time.process_time()))
     trainer.train()
 
 
@@ -72,7 +72,7 @@ def run_trl(assets: str, s: dict, marks: list[float]) -> None:
 
     class Marks(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):
-            marks.append(time.perf_counter())
+            marks.append((time.perf_counter(), time.process_time()))
 
     policy = AutoModelForCausalLM.from_pretrained(os.path.join(assets, "policy"))
     ref = AutoModelForCausalLM.from_pretrained(os.path.join(assets, "policy"))
@@ -80,7 +80,7 @@ def run_trl(assets: str, s: dict, marks: list[float]) -> None:
     value = AutoModelForSequenceClassification.from_pretrained(os.path.join(assets, "reward"), num_labels=1)
     trainer = PPOTrainer(args=args, processing_class=tokenizer, model=policy, ref_model=ref, reward_model=reward,
                          value_model=value, train_dataset=dataset, callbacks=[Marks()])
-    marks.append(time.perf_counter())
+    marks.append((time.perf_counter(), time.process_time()))
     trainer.train()
 
 
@@ -105,12 +105,16 @@ def main() -> None:
     else:
         import trl.experimental.ppo  # noqa: F401
     rss_imported = rss_mib()
-    marks: list[float] = []
+    marks: list[tuple[float, float]] = []
     (run_rpg if cli.impl == "rpg" else run_trl)(cli.assets, settings, marks)
-    times = [b - a for a, b in zip(marks, marks[1:])]
+    # Wall time and this process's CPU time per iteration (one thread: CPU time is the compute,
+    # unaffected by other jobs on a shared machine; wall time is what a user waits).
+    times = [b[0] - a[0] for a, b in zip(marks, marks[1:])]
+    cpu_times = [b[1] - a[1] for a, b in zip(marks, marks[1:])]
     print("RESULT " + json.dumps({
         "impl": cli.impl,
         "iteration_seconds": times,
+        "iteration_cpu_seconds": cpu_times,
         "peak_rss_mib": peak_rss_mib(),
         "rss_at_start_mib": rss_before,
         "rss_after_imports_mib": rss_imported,
