@@ -32,37 +32,43 @@ def sample_preference_pairs(world: ToyWorld, num_pairs: int, seed: int = 0) -> D
     prior_probs = world.exact_prior_log_probs().exp()  # [prompts, completions]
     _, addon = world.completion_rewards()  # [prompts, completions]
     completions = world.all_completions()
-    rows = {key: [] for key in ("prompt", "chosen", "rejected", "label", "prompt_index", "chosen_index", "rejected_index")}
-    while len(rows["prompt"]) < num_pairs:
+    prompt_parts, chosen_parts, rejected_parts, margin_parts = [], [], [], []
+    collected = 0
+    while collected < num_pairs:
         prompt_index = torch.randint(len(world.prompts), (num_pairs,), generator=generator)
         pair = torch.multinomial(prior_probs[prompt_index], 2, replacement=True, generator=generator)  # [n, 2]
         distinct = pair[:, 0] != pair[:, 1]  # identical completions carry no preference
         prompt_index, pair = prompt_index[distinct], pair[distinct]
         reward = addon[prompt_index.unsqueeze(-1), pair]  # [n, 2]
         first_wins = torch.rand(len(pair), generator=generator) < torch.sigmoid(reward[:, 0] - reward[:, 1])
-        chosen = torch.where(first_wins, pair[:, 0], pair[:, 1])
-        rejected = torch.where(first_wins, pair[:, 1], pair[:, 0])
-        margin = torch.where(first_wins, reward[:, 0] - reward[:, 1], reward[:, 1] - reward[:, 0])
-        for p, c, r, m in zip(prompt_index.tolist(), chosen.tolist(), rejected.tolist(), margin.tolist()):
-            if len(rows["prompt"]) == num_pairs:
-                break
-            rows["prompt"].append(world.prompts[p])
-            rows["chosen"].append(" " + " ".join(world.words[w] for w in completions[c].tolist()))
-            rows["rejected"].append(" " + " ".join(world.words[w] for w in completions[r].tolist()))
-            rows["label"].append(float(torch.sigmoid(torch.tensor(m))))
-            rows["prompt_index"].append(p)
-            rows["chosen_index"].append(c)
-            rows["rejected_index"].append(r)
+        prompt_parts.append(prompt_index)
+        chosen_parts.append(torch.where(first_wins, pair[:, 0], pair[:, 1]))
+        rejected_parts.append(torch.where(first_wins, pair[:, 1], pair[:, 0]))
+        margin_parts.append(torch.where(first_wins, reward[:, 0] - reward[:, 1], reward[:, 1] - reward[:, 0]))
+        collected += len(pair)
+    prompt_index, chosen, rejected, margin = (torch.cat(parts)[:num_pairs] for parts in
+                                              (prompt_parts, chosen_parts, rejected_parts, margin_parts))
+    texts = [" " + " ".join(world.words[w] for w in row) for row in completions.tolist()]
+    rows = {
+        "prompt": [world.prompts[p] for p in prompt_index.tolist()],
+        "chosen": [texts[c] for c in chosen.tolist()],
+        "rejected": [texts[r] for r in rejected.tolist()],
+        "label": torch.sigmoid(margin).tolist(),
+        "prompt_index": prompt_index.tolist(),
+        "chosen_index": chosen.tolist(),
+        "rejected_index": rejected.tolist(),
+    }
     return Dataset.from_dict(rows)
 
 
-def implicit_reward_accuracy(implicit_rewards: torch.Tensor, pairs: Dataset) -> float:
+def implicit_reward_accuracy(implicit_rewards: torch.Tensor, pairs: Dataset, tie: float = 0.0) -> float:
     """Fraction of ``pairs`` whose chosen completion gets the larger implicit reward.
 
     ``implicit_rewards`` is [prompts, completions], e.g. β·(log πθ − log π_ref) for DPO and CE or
-    α̂·log πθ − ω'·log π_ref for decoupled DPO (eq. 25), from exact enumeration.
+    α̂·log πθ − ω'·log π_ref for decoupled DPO (eq. 25), from exact enumeration. A tie scores
+    ``tie`` (½ to score the true r_R, whose many ties a coin would break).
     """
     prompt = torch.tensor(pairs["prompt_index"])
     chosen = implicit_rewards[prompt, torch.tensor(pairs["chosen_index"])]
     rejected = implicit_rewards[prompt, torch.tensor(pairs["rejected_index"])]
-    return float((chosen > rejected).double().mean())
+    return float(((chosen > rejected).double() + tie * (chosen == rejected).double()).mean())

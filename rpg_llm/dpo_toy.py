@@ -191,7 +191,11 @@ def run_toy_comparison(
     prior_model = world.load_prior_model().eval()
     reference_log_probs = world.model_log_probs(prior_model)
     prior_scores = world.evaluate_log_probs(reference_log_probs)
+    _, addon = world.completion_rewards()
     rows = [{
+        "method": "true r_R (ceiling)", "coefficients": "ties = ½",
+        "implicit_reward_accuracy": implicit_reward_accuracy(addon, heldout_pairs, tie=0.5),
+    }, {
         "method": "prior (reference)", "coefficients": f"α={world.config.alpha:g}",
         "basic": prior_scores["basic"], "addon": prior_scores["addon"], "total": prior_scores["total"],
         "kl_to_prior": prior_scores["kl_to_prior"],
