@@ -53,7 +53,10 @@ def run_rpg(env: str, steps: int, backend: str) -> dict:
     import torch
 
     torch.set_num_threads(1)
-    from torch.utils.tensorboard import SummaryWriter  # noqa: F401  (import cost is not training time)
+    # Import costs are not training time (SB3's worker imports gymnasium's MuJoCo envs up front too).
+    import gymnasium.envs.mujoco  # noqa: F401
+    import mujoco  # noqa: F401
+    from torch.utils.tensorboard import SummaryWriter  # noqa: F401
 
     from rpg_control.train import train
 

@@ -32,6 +32,7 @@ def save_atomic(payload: dict, path: str | Path) -> None:
             torch.save(payload, handle)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; checkpoints are meant to be shared
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -109,6 +110,16 @@ def load_prior(config: TrainConfig) -> PriorPolicy:
         details = ", ".join(f"{n}={getattr(prior_config, n)!r} (config has {getattr(config, n)!r})" for n in mismatched)
         raise ConfigError(f"prior {config.prior} actor does not match the config: {details}")
     return prior_from_state(prior_state(payload))
+
+
+def export_policy(checkpoint: str | Path, output: str | Path) -> Path:
+    """Write a slim copy of a checkpoint (no optimizer or RNG state): enough to evaluate it or to
+    use it as a prior, not to resume its training."""
+    payload = load_checkpoint(checkpoint)
+    slim = {k: v for k, v in payload.items() if k not in ("optimizer", "rng")}
+    slim["exported_from"] = str(checkpoint)
+    save_atomic(slim, output)
+    return Path(output)
 
 
 def _as_comparable(value):

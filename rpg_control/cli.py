@@ -3,6 +3,7 @@
     rpg control train --env halfcheetah --variant soft --total-steps 1000000
     rpg control customize --prior runs/control/halfcheetah-soft-s0/checkpoints/best.pt --variant residual
     rpg control eval runs/control/halfcheetah-soft-s0/checkpoints/best.pt --episodes 100
+    rpg control plot runs/control/halfcheetah-soft-s0 --output curves.png
 
 Every bad input (unknown env/variant/key, negative coefficient, missing or mismatched prior, …)
 is one ``rpg control: error: …`` line and exit code 2, before any simulation starts.
@@ -75,6 +76,16 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument("--stochastic", action="store_true", help="sample actions instead of the mean action")
     evaluate.add_argument("--output", default=None, help="JSON file (default: <checkpoint>.eval.json)")
+
+    export = sub.add_parser("export", help="write a slim checkpoint (policy, critic, normalizer, config; no optimizer) for evaluation or as a prior")
+    export.add_argument("checkpoint")
+    export.add_argument("output")
+
+    plot = sub.add_parser("plot", help="plot learning curves of run folders (metrics.jsonl) to a PNG")
+    plot.add_argument("run_dirs", nargs="+")
+    plot.add_argument("--output", default="learning_curves.png")
+    plot.add_argument("--reference", type=float, default=None, help="draw a horizontal reference return")
+    plot.add_argument("--reference-label", default="")
 
     sub.add_parser("reproduce", help="reproduce the paper's Tables I-III (rpg_control.reproduce)", add_help=False)
     return parser
@@ -151,6 +162,16 @@ def main(argv: list[str] | None = None) -> int:
             for name in ("total", "basic", "addon", "addon_metric"):
                 print(f"{name:>13}: {report[name]['mean']:10.2f} ± {report[name]['std']:.2f}")
             print(f"{report['episodes']} episodes; written to {output}")
+            return 0
+        if args.command == "export":
+            from rpg_control.checkpoint import export_policy
+
+            print(f"written to {export_policy(args.checkpoint, args.output)}")
+            return 0
+        if args.command == "plot":
+            from rpg_control.plots import plot_runs
+
+            print(f"written to {plot_runs(args.run_dirs, args.output, args.reference, args.reference_label)}")
             return 0
     except ConfigError as error:
         return _error(str(error))

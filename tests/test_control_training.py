@@ -206,3 +206,16 @@ def test_cli_bad_input_is_one_line_and_exit_2(argv, message, capsys, tmp_path):
 def test_cli_customize_rejects_a_prior_of_another_env(prior_checkpoint, capsys, tmp_path):
     assert cli_main(["customize", "--prior", str(prior_checkpoint), "--env", "ant", "--run-dir", str(tmp_path)]) == 2
     assert "trained on hopper, not ant" in capsys.readouterr().err
+
+
+def test_exported_policy_evaluates_and_serves_as_a_prior(prior_checkpoint, tmp_path):
+    from rpg_control.checkpoint import export_policy
+
+    slim = export_policy(prior_checkpoint, tmp_path / "slim.pt")
+    payload = load_checkpoint(slim)
+    assert "optimizer" not in payload and "rng" not in payload
+    assert evaluate(slim, episodes=2, seed=1) | {"checkpoint": ""} == evaluate(prior_checkpoint, episodes=2, seed=1) | {"checkpoint": ""}
+    prior = load_prior(tiny_config("kl", prior=str(slim)))
+    original = load_prior(tiny_config("kl", prior=str(prior_checkpoint)))
+    obs, actions = torch.randn(4, 11), torch.randn(4, 3)
+    assert torch.equal(prior.log_prob(obs, actions), original.log_prob(obs, actions))
