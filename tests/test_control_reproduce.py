@@ -69,6 +69,11 @@ def fake_runner(spec: RunSpec, run_dir: Path, progress: bool = True) -> dict:
             "checkpoints": {"best": str(run_dir / "checkpoints" / "best.pt"), "last": str(checkpoint)}}
 
 
+def config_fingerprint(spec: RunSpec) -> str | None:
+    """The fake trainer's 'config': FAKE_CONFIG stands for the YAML defaults of the day."""
+    return None if spec.variant == "prior" else os.environ.get("FAKE_CONFIG") or None
+
+
 def reproduce(tmp_path: Path, *args: str, kill_at: int = 0, check: bool = False) -> subprocess.CompletedProcess:
     env = dict(os.environ, FAKE_LOG=str(tmp_path / "calls.jsonl"), FAKE_KILL_AT=str(kill_at),
                PYTHONPATH=os.pathsep.join([str(TESTS_DIR), str(REPO), os.environ.get("PYTHONPATH", "")]))
@@ -141,6 +146,31 @@ def test_killed_sweep_resumes_skips_finished_runs_and_writes_nothing_partial(tmp
     # a third run has nothing to do
     assert reproduce_here(tmp_path, monkeypatch, *TABLE2_QUICK) == 0
     assert len(calls(tmp_path)) == len(first_calls) + len(second_calls)
+
+
+def test_changed_trainer_config_plans_new_runs_and_a_new_prior(tmp_path, monkeypatch):
+    args = ("--table", "2", "--envs", "ant", "--steps", "8", "--seeds", "1", "--episodes", "1")
+    monkeypatch.setenv("FAKE_CONFIG", "aaaa")
+    assert reproduce_here(tmp_path, monkeypatch, *args) == 0
+    assert reproduce_here(tmp_path, monkeypatch, *args) == 0  # nothing to do
+    first = calls(tmp_path)
+    assert len(first) == 6 and all("/cfg-aaaa/" in c["run_id"] for c in first if "/prior/" not in c["run_id"])
+    monkeypatch.setenv("FAKE_CONFIG", "bbbb")  # the trainer's defaults changed: nothing may be reused
+    assert reproduce_here(tmp_path, monkeypatch, *args) == 0
+    second = calls(tmp_path)[len(first):]
+    assert len(second) == 6 and all("/cfg-bbbb/" in c["run_id"] for c in second if "/prior/" not in c["run_id"])
+    prior = json.loads((tmp_path / "results" / "steps8-seeds1-episodes1" / "priors" / "ant.json").read_text())
+    assert prior["source_run"] == "ant/soft/cfg-bbbb/8steps-1episodes/seed0"
+
+
+def test_real_runner_config_fingerprint_ignores_seed_and_steps():
+    pytest.importorskip("gymnasium")
+    from rpg_control.reproduce.runner import config_fingerprint
+
+    soft = [config_fingerprint(RunSpec("hopper", "soft", seed, steps, 1)) for seed, steps in ((0, 10), (3, 99))]
+    assert soft[0] == soft[1]
+    assert config_fingerprint(RunSpec("hopper", "soft", 0, 10, 1, state_std=True)) != soft[0]
+    assert config_fingerprint(RunSpec("hopper", "repeat", 0, 10, 1)) != soft[0]
 
 
 @pytest.mark.slow

@@ -90,6 +90,7 @@ def describe_plan(reproduction: Reproduction) -> list[str]:
                 stages.append((f"{env}: prior row, customizations, Full Policy",
                                customization_runs(env, scale, prior["path"], prior["sha256"]) + full_policy_runs(env, scale)))
     for title, specs in stages:
+        specs = sweep.identify(specs)
         lines.append(f"  {title}:")
         for spec in {s.run_id: s for s in specs}.values():
             state = "done" if sweep.result_path(spec).exists() else ("resume" if sweep.run_dir(spec).exists() else "todo")

@@ -49,6 +49,10 @@ class Reproduction:
         path = self.prior_path(env)
         if path.exists():
             record = read_json(path.with_suffix(".json")) or {}
+            if record.get("source_run") and record["source_run"] not in {s.run_id for s in self.candidates(env)}:
+                # Picked from Soft PPO runs of another config: pick again from the current ones.
+                self.sweep.log(f"reproduce: {_relative(path)} came from {record['source_run']}, not a current run; re-picking")
+                return None
             record.update(path=_relative(path), sha256=file_sha256(path))
             return record
         return None
@@ -58,7 +62,7 @@ class Reproduction:
 
         Once copied it is fixed: later sweeps customize the same prior even if more Soft PPO runs finish.
         """
-        finished = [(spec, self.sweep.load(spec)) for spec in prior_candidate_runs(env, self.scale)]
+        finished = [(spec, self.sweep.load(spec)) for spec in self.candidates(env)]
         finished = [(spec, result) for spec, result in finished if result is not None]
         if not finished:
             return None
@@ -100,14 +104,17 @@ class Reproduction:
                     continue
                 for spec in customization_runs(env, self.scale, prior["path"], prior["sha256"]):
                     cells.setdefault((env, spec.variant), []).append(spec)
-        return cells
+        return {key: self.sweep.identify(specs) for key, specs in cells.items()}
+
+    def candidates(self, env: str) -> list[RunSpec]:
+        return self.sweep.identify(prior_candidate_runs(env, self.scale))
 
     def run(self, execute: bool = True) -> int:
         """Run what is missing (unless ``execute`` is False), then write the tables. Exit code."""
         priors = {env: p for env in self.envs if (p := self.known_prior(env)) is not None} if self.table == 2 else {}
         if execute and self.table == 2:
             # Stage 1: the Soft PPO runs a missing prior is picked from.
-            stage1 = [s for env in self.envs if env not in priors for s in prior_candidate_runs(env, self.scale)]
+            stage1 = [s for env in self.envs if env not in priors for s in self.candidates(env)]
             self._merge(self.sweep.run(stage1))
             for env in self.envs:
                 if env not in priors and (picked := self.pick_prior(env)) is not None:

@@ -1,7 +1,7 @@
 """What runs a table needs: scales, run specs and the per-table plans.
 
-A run is identified by everything that changes its outcome (env, variant, std type, prior,
-steps, evaluation episodes, seed), so its id doubles as the path of its result JSON and of its
+A run is identified by everything that changes its outcome (env, variant, std type, the hash of
+its resolved training config, prior, steps, evaluation episodes, seed), so its id doubles as the path of its result JSON and of its
 run directory: planning twice gives the same ids, which is what makes a sweep resumable.
 """
 
@@ -77,6 +77,7 @@ class RunSpec:
     state_std: bool = False  # Table III: state-dependent instead of global std
     prior: str | None = None  # checkpoint the customization starts from (and the ``prior`` row evaluates)
     prior_sha: str | None = None  # content hash of that checkpoint, part of the identity
+    config_sha: str | None = None  # hash of the resolved training config: new defaults, new runs
 
     def __post_init__(self) -> None:
         if self.variant not in TRAINING_VARIANTS + (PRIOR_EVALUATION,):
@@ -88,6 +89,8 @@ class RunSpec:
     @property
     def run_id(self) -> str:
         parts = [self.env, self.variant + ("-state-std" if self.state_std else "")]
+        if self.config_sha:
+            parts.append(f"cfg-{self.config_sha[:10]}")
         if self.prior_sha:
             parts.append(f"prior-{self.prior_sha[:12]}")
         parts += [f"{self.steps}steps-{self.episodes}episodes", f"seed{self.seed}"]

@@ -12,6 +12,7 @@ small budgets its mean action can score far from it (README, Job 3), so both are
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 from pathlib import Path
@@ -54,6 +55,29 @@ def _figures(evaluation: dict) -> dict:
             for key in ("total", "basic", "addon", "addon_metric")}
 
 
+def _load_config(spec: RunSpec):
+    from rpg_control.config import load_config
+
+    overrides = {"seed": spec.seed, "total_steps": spec.steps}
+    if spec.prior is not None:
+        overrides["prior"] = str(_absolute(spec.prior))
+    if spec.state_std:
+        overrides["std_type"] = "state"
+    return load_config(spec.env, spec.variant, overrides)
+
+
+def config_fingerprint(spec: RunSpec) -> str | None:
+    """sha256 of the run's resolved config (YAML defaults + overrides), without what the run id
+    already holds (seed, steps, the prior by content hash). Part of the run id, so a change of the
+    trainer's defaults plans new runs instead of reusing results made with other settings."""
+    if spec.variant == PRIOR_EVALUATION:
+        return None
+    config = dataclasses.asdict(_load_config(spec))
+    for key in ("prior", "seed", "total_steps"):  # already in the id (seed, steps) or by content (prior)
+        config.pop(key, None)
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()
+
+
 def train_and_evaluate(spec: RunSpec, run_dir: Path, progress: bool = True) -> dict:
     from rpg_control.evaluate import evaluate
 
@@ -71,15 +95,9 @@ def train_and_evaluate(spec: RunSpec, run_dir: Path, progress: bool = True) -> d
         evals.update(last=evals["best"], last_stochastic=evals["best_stochastic"])
         return {"eval": evals, "trained_steps": 0, "checkpoints": {"best": spec.prior}}
 
-    from rpg_control.config import load_config
     from rpg_control.train import train
 
-    overrides = {"seed": spec.seed, "total_steps": spec.steps}
-    if spec.prior is not None:
-        overrides["prior"] = str(_absolute(spec.prior))
-    if spec.state_std:
-        overrides["std_type"] = "state"
-    config = load_config(spec.env, spec.variant, overrides)
+    config = _load_config(spec)
     run_dir = Path(run_dir)
     resumed_from = _checkpoint_step(run_dir / "checkpoints" / "last.pt")
     train(config, run_dir, progress=progress)

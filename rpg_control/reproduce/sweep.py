@@ -15,7 +15,7 @@ import sys
 import time
 import traceback
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -40,10 +40,14 @@ def execute_run(runner: str, spec: dict, run_dir: str, progress: bool, prior_blo
     if prior_blob is not None and run_spec.prior and not Path(run_spec.prior).exists():
         # A remote worker without the driver's files receives the prior checkpoint by value.
         write_bytes_atomic(Path(run_spec.prior), prior_blob)
+    # The code a run executes is the code at its start (it may change while a sweep goes on).
+    commit, source_sha256 = git_commit(), source_fingerprint()
     started_at, start = utc_now(), time.perf_counter()
     payload = resolve_runner(runner)(run_spec, Path(run_dir), progress=progress)
     return {
         "payload": payload,
+        "commit": commit,
+        "source_sha256": source_sha256,
         "wall_time_s": round(time.perf_counter() - start, 2),
         "started_at": started_at,
         "finished_at": utc_now(),
@@ -76,8 +80,6 @@ class Sweep:
     ray_address: str | None = None
     progress: bool = True
     command: str = ""
-    commit: str = field(default_factory=git_commit)
-    source_sha256: str = field(default_factory=source_fingerprint)
     log: Callable[[str], None] = field(default=lambda line: print(line, file=sys.stderr, flush=True))
 
     def __post_init__(self) -> None:
@@ -86,6 +88,14 @@ class Sweep:
         if self.backend not in BACKENDS:
             raise ValueError(f"unknown backend {self.backend!r}; choose one of: {', '.join(BACKENDS)}")
         self.results_dir, self.runs_dir = Path(self.results_dir), Path(self.runs_dir)
+
+    def identify(self, specs: list[RunSpec]) -> list[RunSpec]:
+        """Stamp each spec with its config hash when the runner's module offers ``config_fingerprint``."""
+        module_name = self.runner.partition(":")[0]
+        fingerprint = getattr(importlib.import_module(module_name), "config_fingerprint", None)
+        if fingerprint is None:
+            return list(specs)
+        return [replace(spec, config_sha=fingerprint(spec)) for spec in specs]
 
     def result_path(self, spec: RunSpec) -> Path:
         return self.results_dir / f"{spec.run_id}.json"
@@ -187,8 +197,8 @@ class Sweep:
             "wall_time_s": outcome["wall_time_s"],
             "started_at": outcome["started_at"],
             "finished_at": outcome["finished_at"],
-            "commit": self.commit,
-            "source_sha256": self.source_sha256,
+            "commit": outcome["commit"],
+            "source_sha256": outcome["source_sha256"],
             "command": self.command,
             "machine": outcome["machine"],
         }
