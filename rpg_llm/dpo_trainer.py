@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch
+import trl
 from datasets import Dataset, IterableDataset
 from trl import DPOTrainer
 
@@ -174,6 +175,11 @@ class DecoupledDPOTrainer(DPOTrainer):
         def sequence_logps(per_token_logps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             return (per_token_logps[:, -seq_len:] * shift_completion_mask).sum(dim=1).chunk(2, dim=0)
 
+        if not captured[0] or (reference is None and not self.precompute_ref_logps and len(captured[0]) < 2):
+            raise RuntimeError(
+                "DecoupledDPOTrainer saw no fused-LM-head forward of the policy (or of the reference): "
+                f"this TRL version ({trl.__version__}) computes DPO log-probs differently than the one this was built on"
+            )
         policy_chosen, policy_rejected = sequence_logps(captured[0][0])
         if self.precompute_ref_logps:
             ref_chosen, ref_rejected = inputs["ref_chosen_logps"], inputs["ref_rejected_logps"]
