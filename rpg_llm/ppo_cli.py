@@ -109,6 +109,10 @@ def run_toy_job(experiment, ppo_args, argv: list[str]) -> int:
     from rpg_llm.toy_world import ToyWorld
 
     state = PartialState()
+    ignored = [flag for flag in ("--omega_prime", "--alpha_hat", "--kl_coef") if any(a.split("=")[0] == flag for a in argv)]
+    if ignored and state.is_main_process:
+        print(f"note: {', '.join(ignored)} ignored by the toy job; each method's (ω', α̂) comes from "
+              "--greedy_alpha_hat, --kl_beta, --residual_omega_prime, --residual_alpha_hat", file=sys.stderr)
     started = time.perf_counter()
     # Build the world once (main process first, the others then read the cache).
     with state.main_process_first():
