@@ -219,3 +219,18 @@ def test_exported_policy_evaluates_and_serves_as_a_prior(prior_checkpoint, tmp_p
     original = load_prior(tiny_config("kl", prior=str(prior_checkpoint)))
     obs, actions = torch.randn(4, 11), torch.randn(4, 3)
     assert torch.equal(prior.log_prob(obs, actions), original.log_prob(obs, actions))
+
+
+def test_state_dependent_std_trains_resumes_and_evaluates(tmp_path):
+    """Table III's ablation: the std comes from a head of the actor instead of a global parameter."""
+    config = tiny_config(std_type="state", total_steps=32)
+    train(config, tmp_path, progress=False)
+    payload = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    assert not any(k.endswith("log_std") for k in payload["model"])  # no global std parameter
+    model, normalizer = build_model(config)
+    model.load_state_dict(payload["model"])
+    _, log_std = model.actor.distribution_params(torch.randn(6, 11))
+    assert log_std.shape == (6, 3) and not torch.allclose(log_std[0], log_std[1])  # it depends on the state
+    train(tiny_config(std_type="state", total_steps=48), tmp_path, progress=False)
+    assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["step"] == 48
+    assert evaluate(tmp_path / "checkpoints" / "last.pt", episodes=2)["episodes"] == 2
