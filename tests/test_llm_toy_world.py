@@ -119,3 +119,15 @@ def test_build_reuses_the_cache(world, tmp_path):
     assert again.prompts == world.prompts
     with pytest.raises(ValueError, match="vocab_size"):
         ToyWorldConfig(vocab_size=1)
+
+
+def test_large_worlds_fall_back_to_monte_carlo_with_a_standard_error(world, monkeypatch):
+    model = world.load_prior_model()
+    exact = world.evaluate(model, omega_prime=1.0, alpha_hat=0.5)
+    monkeypatch.setattr(world.config, "max_enumeration", 10)  # pretend V^L is too large to enumerate
+    monkeypatch.setattr(world, "_completions", None)
+    with pytest.raises(ValueError, match="max_enumeration"):
+        world.all_completions()
+    mc = world.evaluate(model, omega_prime=1.0, alpha_hat=0.5, num_samples=2000, seed=1)
+    assert mc["method"].startswith("monte_carlo") and mc["kl_stderr"] > 0
+    assert abs(mc["kl_to_target"] - exact["kl_to_target"]) < 4 * mc["kl_stderr"] + 0.02
