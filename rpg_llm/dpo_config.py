@@ -11,6 +11,7 @@ Two loss types join TRL's own list and mix with them through ``loss_type`` / ``l
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 
 import torch
@@ -20,6 +21,9 @@ __all__ = ["RPG_LOSS_TYPES", "DecoupledDPOConfig", "bf16_supported_on_device"]
 
 # Loss types this package adds to TRL's; everything else in `loss_type` is TRL's business.
 RPG_LOSS_TYPES = ("decoupled", "ce")
+# TRL's own loss types, read from its DPOConfig help text so the list follows the installed TRL
+# (TRL itself only rejects an unknown type inside the first training step).
+TRL_LOSS_TYPES = tuple(re.findall(r"`'(\w+)'`", DPOConfig.__dataclass_fields__["loss_type"].metadata.get("help", "")))
 
 
 def bf16_supported_on_device(use_cpu: bool = False) -> bool:
@@ -87,6 +91,9 @@ class DecoupledDPOConfig(DPOConfig):
             self.loss_type = [self.loss_type]
         if not self.loss_type:
             raise ValueError("loss_type must name at least one loss")
+        unknown = [name for name in self.loss_type if name not in RPG_LOSS_TYPES + TRL_LOSS_TYPES]
+        if unknown and TRL_LOSS_TYPES:
+            raise ValueError(f"unknown loss_type {unknown}; choose from {list(RPG_LOSS_TYPES + TRL_LOSS_TYPES)}")
         if self.bf16 is None:
             self.bf16 = bf16_supported_on_device(self.use_cpu) and not self.fp16
         self.alpha_hat = self.beta if self.alpha_hat is None else float(self.alpha_hat)

@@ -15,7 +15,7 @@ from peft import LoraConfig
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import DPOConfig, DPOTrainer
 
-from rpg_llm.dpo_config import DecoupledDPOConfig, bf16_supported_on_device
+from rpg_llm.dpo_config import TRL_LOSS_TYPES, DecoupledDPOConfig, bf16_supported_on_device
 from rpg_llm.dpo_tiny import build_tiny_causal_lm, random_preference_dataset
 from rpg_llm.dpo_trainer import PREFERENCE_LABEL_KEY, DecoupledDPOTrainer
 
@@ -221,6 +221,7 @@ def test_bf16_follows_the_device(tmp_path):
         (dict(alpha_hat=-1.0), "alpha_hat must be a finite number > 0"),
         (dict(omega_prime=-0.1), "omega_prime must be a finite number >= 0"),
         (dict(loss_type=["decoupled"], ld_alpha=0.5), "ld_alpha is not supported"),
+        (dict(loss_type=["sigmoid", "decopled"]), r"unknown loss_type \['decopled'\]; choose from \['decoupled', 'ce', 'sigmoid'"),
     ],
 )
 def test_bad_coefficients_fail_in_one_line(tmp_path, config, match):
@@ -257,3 +258,7 @@ def test_evaluate_logs_the_rpg_losses(model_dirs, dataset, tmp_path):
     assert {"eval_decoupled/rewards/accuracies", "eval_ce/loss"} <= set(metrics)
     # One eval batch = the whole dataset: the logged loss is the sum of the two terms on it.
     assert metrics["eval_loss"] == pytest.approx(metrics["eval_decoupled/loss"] + metrics["eval_ce/loss"], rel=1e-5)
+
+
+def test_trl_loss_types_are_read_from_the_installed_trl():
+    assert {"sigmoid", "hinge", "ipo"} <= set(TRL_LOSS_TYPES)
