@@ -136,6 +136,8 @@ def main(argv=None) -> int:
     from rpg_llm.toy_experiment import provenance
 
     started = time.perf_counter()
+    # Commit and dirty flag at the start: the code that runs is the code recorded.
+    facts = provenance(["python benchmarks/llm_dpo_vs_trl.py", *(argv if argv is not None else sys.argv[1:])])
     with tempfile.TemporaryDirectory(prefix="llm_dpo_bench_") as tmp:
         workdir = Path(tmp)
         build_tiny_causal_lm(workdir / "model", num_words=args.words, hidden_size=args.hidden_size,
@@ -183,8 +185,7 @@ def main(argv=None) -> int:
             row.update(rss_growth_bytes=memory[name]["rss_growth_bytes"],
                        rss_growth_ratio_vs_trl=memory[name]["rss_growth_bytes"] / memory[baseline]["rss_growth_bytes"])
         rows[name] = row
-    facts = provenance(
-        ["python benchmarks/llm_dpo_vs_trl.py", *(argv if argv is not None else sys.argv[1:])],
+    facts.update(
         {
             "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
             "threads": torch.get_num_threads(),
@@ -193,7 +194,7 @@ def main(argv=None) -> int:
             "batch": f"{args.pairs} pairs, prompt {args.length} tokens, completions 1..{args.length} tokens (+EOS)",
             "steps": args.steps, "warmup": args.warmup,
             "wall_seconds": round(time.perf_counter() - started, 1),
-        },
+        }
     )
     result = {"provenance": facts, "baseline": baseline, "variants": {k: VARIANTS[k][1] for k in VARIANTS},
               "results": rows}

@@ -144,6 +144,7 @@ def run_toy_job(training_args, toy, argv: list[str]) -> int:
 
     state = PartialState()
     started = time.perf_counter()
+    facts = provenance(["python recipes/decoupled_dpo_llm.py", *argv])  # commit of the code that runs
     with state.main_process_first():  # build once; the other processes read the cache
         world = ToyWorld.build(toy.world_config(), toy.world_cache_dir)
     train_pairs = sample_preference_pairs(world, toy.num_train_pairs, seed=toy.pair_seed)
@@ -156,8 +157,7 @@ def run_toy_job(training_args, toy, argv: list[str]) -> int:
         progress=not training_args.disable_tqdm,
     )
     if state.is_main_process:
-        facts = provenance(
-            ["python recipes/decoupled_dpo_llm.py", *argv],
+        facts.update(
             {
                 "seed": training_args.seed,
                 "pair_seed": toy.pair_seed,
@@ -169,7 +169,7 @@ def run_toy_job(training_args, toy, argv: list[str]) -> int:
                 "processes": state.num_processes,
                 "world": toy.world_config().fingerprint(),
                 "wall_seconds": round(time.perf_counter() - started, 1),
-            },
+            }
         )
         print_tables(result)
         md_path, json_path = write_results(result, toy.results_dir, "decoupled_dpo_toy", facts)
