@@ -61,6 +61,26 @@ class PolicyAndCritic(nn.Module):
         self.policy = policy
         self.critic = critic
 
+    # Gradient checkpointing of both trunks (TRL's unwrap_model_for_generation turns it off while sampling).
+    @property
+    def is_gradient_checkpointing(self) -> bool:
+        policy = self.policy
+        flag = getattr(policy, "is_activation_checkpointing", None)
+        return bool(flag if flag is not None else getattr(policy, "is_gradient_checkpointing", False))
+
+    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: dict | None = None) -> None:
+        for module in (self.policy, self.critic.backbone):
+            # transformers ≥ 5.2x renamed it activation checkpointing; keep working on both.
+            enable = getattr(module, "activation_checkpointing_enable", None) or module.gradient_checkpointing_enable
+            enable(gradient_checkpointing_kwargs)
+        if hasattr(self.policy, "enable_input_require_grads"):
+            self.policy.enable_input_require_grads()  # LoRA: frozen embeddings still need a grad path
+
+    def gradient_checkpointing_disable(self) -> None:
+        for module in (self.policy, self.critic.backbone):
+            disable = getattr(module, "activation_checkpointing_disable", None) or module.gradient_checkpointing_disable
+            disable()
+
     def forward(self, input_ids, attention_mask, position_ids, response_length: int):
         """Logits and values at the ``response_length`` states that emit the completion tokens.
 

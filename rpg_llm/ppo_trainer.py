@@ -30,6 +30,7 @@ from typing import Callable, Sequence
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
+from trl.models.utils import unwrap_model_for_generation
 from trl.trainer.utils import entropy_from_logits, pad, selective_log_softmax
 
 from rpg.advantage import masked_gae, masked_mean, whiten
@@ -199,6 +200,11 @@ class ResidualPPOTrainer:
         from transformers import get_scheduler
 
         self.model = PolicyAndCritic(policy, critic)
+        self._checkpointing_kwargs = (
+            getattr(args, "activation_checkpointing_kwargs", None) or args.gradient_checkpointing_kwargs or {"use_reentrant": False}
+        )
+        if getattr(args, "activation_checkpointing", False) or args.gradient_checkpointing:
+            self.model.gradient_checkpointing_enable(self._checkpointing_kwargs)
         params = [p for p in self.model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(
             params, lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2), eps=args.adam_epsilon, weight_decay=args.weight_decay
@@ -270,32 +276,33 @@ class ResidualPPOTrainer:
         args, device = self.args, self.accelerator.device
         prompt_ids = batch["input_ids"].to(device)
         prompt_mask = batch["attention_mask"].to(device)
-        policy = self._policy()
-        policy.eval()
         g = torch.Generator(device=device).manual_seed(args.seed * 7919 + iteration * 104_729 + self.accelerator.process_index)
-        with self.accelerator.autocast():
-            sampled = sample_completions(
-                policy, prompt_ids, prompt_mask, args.response_length, self.tokenizer.eos_token_id, self.tokenizer.pad_token_id, g
-            )
-        completion_ids, mask = sampled.completion_ids, sampled.completion_mask
-        input_ids = torch.cat([prompt_ids, completion_ids], dim=1)
-        attention_mask = torch.cat([prompt_mask, mask.long()], dim=1)
-        position_ids = position_ids_from_mask(attention_mask)
-        ref_logprobs, values = [], []
-        ref_model, ref_context = self._reference()
-        critic = self.accelerator.unwrap_model(self.model).critic
-        step = args.local_rollout_forward_batch_size
-        with self.accelerator.autocast():
-            for i in range(0, len(input_ids), step):
-                chunk = slice(i, i + step)
-                with ref_context():
-                    ref_logprobs.append(
-                        self._completion_logprobs(ref_model, input_ids[chunk], attention_mask[chunk], position_ids[chunk], completion_ids[chunk])
-                    )
-                keep = args.response_length + 1
-                values.append(critic(input_ids[chunk], attention_mask[chunk], position_ids[chunk])[:, -keep:-1])
+        # TRL's unwrap_model_for_generation: plain module under DDP, gathered parameters under DeepSpeed ZeRO-3.
+        with unwrap_model_for_generation(self.model, self.accelerator, gradient_checkpointing_kwargs=self._checkpointing_kwargs) as unwrapped:
+            policy, critic = unwrapped.policy, unwrapped.critic
+            policy.eval()
+            with self.accelerator.autocast():
+                sampled = sample_completions(
+                    policy, prompt_ids, prompt_mask, args.response_length, self.tokenizer.eos_token_id, self.tokenizer.pad_token_id, g
+                )
+            completion_ids, mask = sampled.completion_ids, sampled.completion_mask
+            input_ids = torch.cat([prompt_ids, completion_ids], dim=1)
+            attention_mask = torch.cat([prompt_mask, mask.long()], dim=1)
+            position_ids = position_ids_from_mask(attention_mask)
+            ref_logprobs, values = [], []
+            ref_model, ref_context = (policy, policy.disable_adapter) if self.is_peft else (self.ref_model, nullcontext)
+            step = args.local_rollout_forward_batch_size
+            keep = args.response_length + 1
+            with self.accelerator.autocast():
+                for i in range(0, len(input_ids), step):
+                    chunk = slice(i, i + step)
+                    with ref_context():
+                        ref_logprobs.append(
+                            self._completion_logprobs(ref_model, input_ids[chunk], attention_mask[chunk], position_ids[chunk], completion_ids[chunk])
+                        )
+                    values.append(critic(input_ids[chunk], attention_mask[chunk], position_ids[chunk])[:, -keep:-1])
+            policy.train()
         ref_logprobs, values = torch.cat(ref_logprobs), torch.cat(values).float()
-        policy.train()
 
         # r_R from the reward source, on text (and ids), TRL-style
         prompts = batch["columns"]["prompt"]

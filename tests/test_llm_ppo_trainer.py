@@ -201,3 +201,14 @@ def test_conversational_prompts_go_through_the_chat_template(world, tmp_path):
     assert isinstance(seen["prompts"][0], list) and seen["prompts"][0][0]["role"] == "user"
     assert seen["completions"][0][0]["role"] == "assistant"
     assert stats["reward/addon"] == pytest.approx(stats["completion_length"])
+
+
+def test_gradient_checkpointing_gives_the_same_update(world, tmp_path):
+    plain = _trainer(world, _args(tmp_path / "a", max_steps=1))
+    plain.train()
+    checkpointed = _trainer(world, _args(tmp_path / "b", max_steps=1, activation_checkpointing=True))
+    assert checkpointed.model.is_gradient_checkpointing
+    checkpointed.train()
+    assert checkpointed.model.is_gradient_checkpointing  # restored after sampling
+    for (name, a), (_, b) in zip(plain.model.named_parameters(), checkpointed.model.named_parameters()):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=0, msg=name)
