@@ -121,6 +121,8 @@ class ResidualPPOTrainer:
                 _check_model_path(path, name)
         if isinstance(reward_model, (str, os.PathLike)):
             _check_model_path(reward_model, "reward_model_path")
+        elif reward_model is not None and reward_processing_class is None:
+            raise ValueError("pass reward_processing_class (the reward model's tokenizer) with a reward model object")
         if processing_class is None:
             from transformers import AutoTokenizer
 
@@ -212,7 +214,11 @@ class ResidualPPOTrainer:
         scheduler = get_scheduler(
             args.lr_scheduler_type, optimizer, num_warmup_steps=args.get_warmup_steps(self.num_optimizer_steps), num_training_steps=self.num_optimizer_steps
         )
-        self.model, self.optimizer, self.lr_scheduler = self.accelerator.prepare(self.model, optimizer, scheduler)
+        # The scheduler is stepped by hand once per optimizer step: accelerate's prepared scheduler would step
+        # num_processes times per call (it assumes the dataloader was sharded), ending the schedule early.
+        self.model, self.optimizer = self.accelerator.prepare(self.model, optimizer)
+        self.lr_scheduler = scheduler
+        self.accelerator.register_for_checkpointing(self.lr_scheduler)
         self.iteration = 0
         self.log_history: list[dict] = []
         self._permutations: dict[int, torch.Tensor] = {}
