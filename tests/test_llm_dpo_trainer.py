@@ -37,6 +37,7 @@ def common_args(tmp_path, **overrides):
     args = dict(
         output_dir=str(tmp_path), per_device_train_batch_size=BATCH, report_to="none", gradient_checkpointing=False,
         save_strategy="no", logging_steps=1, max_steps=2, learning_rate=1e-2, seed=0,
+        use_cpu=True,  # exact float32 comparisons; bf16 then follows the device: off
     )
     args.update(overrides)
     return args
@@ -45,7 +46,7 @@ def common_args(tmp_path, **overrides):
 def make_trainer(model_dir, dataset, tmp_path, ref_dir=None, trl=False, peft_config=None, **config):
     ref_model = AutoModelForCausalLM.from_pretrained(ref_dir) if ref_dir is not None else None
     if trl:
-        args = DPOConfig(bf16=False, **common_args(tmp_path, **config))
+        args = DPOConfig(bf16=bf16_supported_on_device(use_cpu=True), **common_args(tmp_path, **config))
         trainer_class = DPOTrainer
     else:
         args = DecoupledDPOConfig(**common_args(tmp_path, **config))
