@@ -1,10 +1,12 @@
 """DPO, decoupled DPO and the CE loss on the toy token world, scored against exact targets.
 
 Each :class:`PreferenceMethod` names a loss of :class:`~rpg_llm.dpo_trainer.DecoupledDPOTrainer`
-and the exact policy its population optimum is, under Bradley–Terry preferences on r_R
-(paper App. B): DPO and CE with β → π ∝ π_prior·exp(r_R/β) (the RPG target with ω' = α̂ = β);
-decoupled DPO → π ∝ π_prior^(ω'/α̂)·exp(r_R/α̂) (eq. 25). CE shares DPO's reparameterized
-reward β·log πθ/π (eq. 24), so it is scored against the same target.
+and the exact policy it is scored against. Under Bradley–Terry preferences on r_R (paper App. B)
+the population optimum of DPO with β is π ∝ π_prior·exp(r_R/β) (the RPG target with ω' = α̂ = β)
+and that of decoupled DPO is π ∝ π_prior^(ω'/α̂)·exp(r_R/α̂) (eq. 25). The CE loss (eq. 24) has no
+such closed form with these labels (each implicit reward is classified on its own, not a
+difference); it shares DPO's reparameterized reward β·log πθ/π, so it is scored against DPO's
+target — the policy that reward gives when it recovers r_R.
 """
 
 from __future__ import annotations
@@ -246,7 +248,7 @@ def print_tables(result: dict) -> None:
     console = Console(width=max(Console().width, 150))  # the tables are wide; keep them legible in logs
     for rows, columns, title in (
         (result["rows"], RESULT_COLUMNS, "DPO, decoupled DPO and CE on the toy token world"),
-        (result["targets"], TARGET_COLUMNS, "Exact targets (what each loss converges to)"),
+        (result["targets"], TARGET_COLUMNS, "Exact targets (DPO's and decoupled DPO's optima; CE is scored against DPO's)"),
     ):
         table = Table(title=title)
         for key, heading in columns:
@@ -265,8 +267,10 @@ def write_results(result: dict, results_dir: str | Path, name: str, facts: dict)
         "",
         "Pairs of completions are sampled from the exact prior and labelled by Bradley–Terry on the true add-on",
         "reward r_R; each method fine-tunes the distilled prior model on them. Implicit-reward accuracy is on held-out",
-        "pairs; rewards and KL(π‖own exact target) are exact (every completion enumerated). Targets: DPO and CE with β",
-        "→ π_prior·exp(r_R/β); decoupled DPO (eq. 25) → π_prior^(ω'/α̂)·exp(r_R/α̂).",
+        "pairs; rewards and KL(π‖own exact target) are exact (every completion enumerated). Targets (population optima",
+        "under these labels): DPO with β → π_prior·exp(r_R/β); decoupled DPO (eq. 25) → π_prior^(ω'/α̂)·exp(r_R/α̂).",
+        "The CE loss (eq. 24) has no closed-form optimum here; it is scored against DPO's target, whose reward",
+        "β·log π/π_prior it shares.",
         "",
         markdown_table(result["rows"], RESULT_COLUMNS),
         "",
