@@ -82,7 +82,8 @@ def header(title: str, scale: Scale, command: str, provenance: dict, mode: str =
     made_by = provenance.get("commands") or []
     lines.append(f"Rendered by `{command}`" + (f"; runs made by {', '.join(f'`{c}`' for c in made_by)}." if made_by else "."))
     lines.append(
-        f"Runs finished: {provenance['done']}/{provenance['planned']}; commits: {', '.join(provenance['commits']) or '—'}; "
+        f"Runs finished: {provenance['done']}/{provenance['planned']}; commits: {', '.join(provenance['commits']) or '—'} "
+        f"(sha256 of the rpg/ + rpg_control/ sources the runs executed: {', '.join(provenance['sources']) or '—'}); "
         f"machines: {', '.join(provenance['machines']) or '—'}; total training wall time: {provenance['wall_time_h']:.2f} h. "
         f"Per-run result JSONs (config, seed, steps, commit, wall time, machine, eval figures) are under `run_results/` beside this file."
     )
@@ -99,6 +100,7 @@ def provenance(specs: list[RunSpec], results: dict[str, dict]) -> dict:
         "machines": sorted({f"{r['machine']['host']} ({r['machine']['cpu_count']} CPUs)" for r in done}),
         "wall_time_h": sum(r["wall_time_s"] for r in done) / 3600,
         "commands": sorted({r["command"] for r in done if r.get("command")}),
+        "sources": sorted({r["source_sha256"][:12] for r in done if r.get("source_sha256")}),
     }
 
 
