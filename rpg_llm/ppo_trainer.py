@@ -209,7 +209,7 @@ class ResidualPPOTrainer:
             self.model.gradient_checkpointing_enable(self._checkpointing_kwargs)
         params = [p for p in self.model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(
-            params, lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2), eps=args.adam_epsilon, weight_decay=args.weight_decay
+            params, lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2), eps=args.adam_epsilon, weight_decay=args.weight_decay, foreach=True
         )
         scheduler = get_scheduler(
             args.lr_scheduler_type, optimizer, num_warmup_steps=args.get_warmup_steps(self.num_optimizer_steps), num_training_steps=self.num_optimizer_steps
