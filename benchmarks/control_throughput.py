@@ -7,6 +7,7 @@ in fresh subprocesses, one after another, repeated ``--repeats`` times in altern
 
 * ``rpg native``     — ``rpg_control.train.train`` on the native mujoco backend (the default);
 * ``rpg gymnasium``  — the same trainer on gymnasium's SyncVectorEnv (the backend's share);
+* ``rpg envpool``    — the same trainer on envpool's C++ v4 ports, one thread (if installed);
 * ``sb3``            — ``stable_baselines3.PPO`` on a ``DummyVecEnv`` of the same gymnasium v5
   env with ``VecNormalize(norm_reward=False)``;
 * ``raw simulator``  — ``mujoco.mj_step`` on one ``MjData`` per env with random controls, no
@@ -141,6 +142,7 @@ def run_raw(env: str, steps: int) -> dict:
 RUNNERS = {
     "rpg native": lambda env, steps: run_rpg(env, steps, "native"),
     "rpg gymnasium": lambda env, steps: run_rpg(env, steps, "gymnasium"),
+    "rpg envpool": lambda env, steps: run_rpg(env, steps, "envpool"),  # only if envpool is installed
     "sb3": run_sb3,
     "raw simulator": run_raw,
 }
@@ -193,6 +195,10 @@ def main(argv: list[str] | None = None) -> int:
     import stable_baselines3
     import torch
 
+    import importlib.util
+
+    if importlib.util.find_spec("envpool") is None:
+        del RUNNERS["rpg envpool"]
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     load_before = os.getloadavg()
     results: dict[str, dict] = {}
@@ -210,8 +216,8 @@ def main(argv: list[str] | None = None) -> int:
                 "init_std", "gamma", "gae_lambda", "clip_range", "value_clip_range", "value_coef", "max_grad_norm", "learning_rate")},
             "runs": runs,
             "best": best,
-            "speedup_vs_sb3": {name: best[name]["steps_per_second"] / sb3 for name in ("rpg native", "rpg gymnasium")},
-            "fraction_of_raw_simulator": {name: best[name]["steps_per_second"] / raw for name in ("rpg native", "rpg gymnasium", "sb3")},
+            "speedup_vs_sb3": {name: best[name]["steps_per_second"] / sb3 for name in best if name.startswith("rpg")},
+            "fraction_of_raw_simulator": {name: best[name]["steps_per_second"] / raw for name in best if name != "raw simulator"},
         }
 
     table = Table(title=f"PPO end-to-end env-steps/s, {args.steps} steps per run, best of {args.repeats} (1 thread)")

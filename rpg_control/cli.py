@@ -45,7 +45,7 @@ def _common_training_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--total-steps", type=int, default=None, help="environment steps (default from the config)")
     parser.add_argument("--run-dir", default=None, help="output folder (default runs/control/<env>-<variant>-s<seed>); resumes if it holds checkpoints/last.pt")
-    parser.add_argument("--backend", choices=("native", "gymnasium"), default=None)
+    parser.add_argument("--backend", choices=("native", "gymnasium", "envpool"), default=None, help="native (default, bit-exact v5), gymnasium, or envpool (optional extra, v4 ports)")
     parser.add_argument("--num-envs", type=int, default=None)
     parser.add_argument("--config", default=None, help="YAML file of config overrides")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any config field (YAML value), repeatable")

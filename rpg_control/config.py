@@ -184,8 +184,15 @@ def validate_config(config: TrainConfig) -> None:
         raise ConfigError(f"unknown std_type {config.std_type!r}; choose one of: global, state")
     if config.activation not in ("tanh", "relu", "elu"):
         raise ConfigError(f"unknown activation {config.activation!r}; choose one of: tanh, relu, elu")
-    if config.backend not in ("native", "gymnasium"):
-        raise ConfigError(f"unknown backend {config.backend!r}; choose one of: native, gymnasium")
+    if config.backend not in ("native", "gymnasium", "envpool"):
+        raise ConfigError(f"unknown backend {config.backend!r}; choose one of: native, gymnasium, envpool")
+    if config.backend == "envpool":
+        import importlib.util
+
+        if importlib.util.find_spec("envpool") is None:
+            raise ConfigError("backend envpool needs the envpool package: pip install 'rpg[envpool]'")
+        if config.env_kwargs:
+            raise ConfigError("the envpool backend takes no env_kwargs")
     if config.is_customization and not config.prior:
         raise ConfigError(f"variant {config.variant!r} customizes a prior: pass --prior CHECKPOINT")
     if config.prior and not config.is_customization:

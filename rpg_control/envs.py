@@ -35,7 +35,7 @@ import numpy as np
 
 __all__ = ["EnvSpec", "ENV_SPECS", "StepOutput", "VecEnv", "GymnasiumVecEnv", "NativeMujocoVecEnv", "make_vec_env", "get_env_spec"]
 
-BACKENDS = ("native", "gymnasium")
+BACKENDS = ("native", "gymnasium", "envpool")
 
 
 # Each add-on function maps the tracked coordinates before/after a step (see EnvSpec.tracked)
@@ -343,11 +343,74 @@ class NativeMujocoVecEnv(VecEnv):
         return StepOutput(obs, reward, np.asarray(addon, np.float64).copy(), np.asarray(metric, np.float64).copy(), terminated, truncated, final_obs)
 
 
+# ---------------------------------------------------------------------------------------------
+# envpool backend (optional extra): C++ ports of the v4 tasks
+
+
+class EnvpoolVecEnv(VecEnv):
+    """envpool's ``HalfCheetah-v4`` / ``Hopper-v4`` / ``Ant-v4`` (``use_contact_force=False``).
+
+    Not bit-identical to v5: envpool bundles its own MuJoCo build and ports v4 (Hopper-v4 pays the
+    alive bonus on the terminal step too, like v3). envpool resets a finished env on the *next*
+    ``step`` call; to keep this module's same-step contract, finished envs are stepped once more
+    right away through envpool's partial ``step(action, env_id)``, which performs exactly that reset.
+    Add-on terms come from the final observation (HalfCheetah obs[2] = qpos[3], Hopper obs[0] =
+    qpos[1] = z) or, for Ant, from envpool's Δy/Δt of the torso (``info["y_velocity"]``).
+    """
+
+    TASKS = {"halfcheetah": ("HalfCheetah-v4", {}), "hopper": ("Hopper-v4", {}), "ant": ("Ant-v4", {"use_contact_force": False})}
+
+    def __init__(self, spec: EnvSpec, num_envs: int, env_kwargs: dict | None = None):
+        try:
+            import envpool
+        except ImportError as error:
+            raise ValueError("backend envpool needs the envpool package: pip install 'rpg[envpool]'") from error
+        if env_kwargs:
+            raise ValueError(f"the envpool backend takes no env_kwargs, got {sorted(env_kwargs)}")
+        self._envpool = envpool
+        self.spec = spec
+        self.num_envs = num_envs
+        self.task_id, self.task_kwargs = self.TASKS[spec.name]
+        self.pool = None
+        self.action_low = -np.ones(spec.act_dim)
+        self.action_high = np.ones(spec.act_dim)
+
+    def reset(self, seed: int | None = None) -> np.ndarray:
+        # envpool seeds at construction: a seeded reset builds a fresh pool.
+        seed = int(np.random.SeedSequence().generate_state(1)[0] % 2**31) if seed is None else seed
+        self.pool = self._envpool.make_gymnasium(
+            self.task_id, num_envs=self.num_envs, batch_size=self.num_envs, seed=seed, num_threads=1, **self.task_kwargs
+        )
+        obs, _ = self.pool.reset()
+        return np.asarray(obs, dtype=np.float64)
+
+    def step(self, actions: np.ndarray) -> StepOutput:
+        actions = np.asarray(actions, dtype=np.float64).reshape(self.num_envs, -1)
+        obs, reward, terminated, truncated, info = self.pool.step(actions, np.arange(self.num_envs))
+        obs = np.asarray(obs, dtype=np.float64)
+        final_obs = obs.copy()
+        if self.spec.name == "halfcheetah":
+            metric = np.abs(final_obs[:, 2])
+            addon = -metric
+        elif self.spec.name == "hopper":
+            addon = metric = final_obs[:, 0].copy()
+        else:
+            addon = metric = np.asarray(info["y_velocity"], dtype=np.float64).copy()
+        terminated, truncated = np.asarray(terminated, bool), np.asarray(truncated, bool)
+        done = np.flatnonzero(terminated | truncated)
+        if len(done):
+            reset_obs, *_, reset_info = self.pool.step(np.zeros((len(done), self.spec.act_dim)), done)
+            obs[np.asarray(reset_info["env_id"])] = reset_obs
+        return StepOutput(obs, np.asarray(reward, np.float64), addon, metric, terminated, truncated, final_obs)
+
+
 def make_vec_env(env: str, num_envs: int, backend: str = "native", env_kwargs: dict | None = None) -> VecEnv:
-    """Build ``num_envs`` copies of a task on a backend (``native`` or ``gymnasium``)."""
+    """Build ``num_envs`` copies of a task on a backend (``native``, ``gymnasium`` or ``envpool``)."""
     spec = get_env_spec(env)
     if backend == "native":
         return NativeMujocoVecEnv(spec, num_envs, env_kwargs)
     if backend == "gymnasium":
         return GymnasiumVecEnv(spec, num_envs, env_kwargs)
+    if backend == "envpool":
+        return EnvpoolVecEnv(spec, num_envs, env_kwargs)
     raise ValueError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")

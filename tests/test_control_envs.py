@@ -91,3 +91,27 @@ def test_unknown_env_and_backend_are_one_line_errors():
         get_env_spec("walker")
     with pytest.raises(ValueError, match="unknown backend"):
         make_vec_env("hopper", 1, "envpool-cuda")
+
+
+@pytest.mark.parametrize("name", ["halfcheetah", "hopper", "ant"])
+def test_envpool_backend_keeps_the_same_step_contract(name):
+    """Optional envpool backend: paper sizes, add-on from the final state, finished envs reset in the same step."""
+    pytest.importorskip("envpool")
+    envs = make_vec_env(name, 3, "envpool")
+    obs = envs.reset(seed=2)
+    assert obs.shape == (3, ENV_SPECS[name].obs_dim)
+    lengths, finished = np.zeros(3, dtype=int), 0
+    for out in _steps_with_random_actions(envs, 1001 if name == "halfcheetah" else 150):
+        lengths += 1
+        if name == "halfcheetah":
+            np.testing.assert_array_equal(out.addon_reward, -np.abs(out.final_obs[:, 2]))
+        elif name == "hopper":
+            np.testing.assert_array_equal(out.addon_reward, out.final_obs[:, 0])
+        done = out.terminated | out.truncated
+        if done.any():
+            assert not np.array_equal(out.obs[done], out.final_obs[done])  # a fresh episode's first obs
+            np.testing.assert_array_equal(out.obs[~done], out.final_obs[~done])
+            assert (lengths[out.truncated] == 1000).all()
+            finished += int(done.sum())
+            lengths[done] = 0
+    assert finished > 0
