@@ -8,7 +8,7 @@ Every env step returns, per environment:
 * ``final_obs``    the true last observation of the step (differs from ``obs`` where the env
   finished and was reset in the same step: the truncation bootstrap needs V(final_obs)).
 
-Two backends with one interface:
+Three backends with one interface:
 
 * ``gymnasium`` — ``gym.vector.SyncVectorEnv`` over ``gym.make(<Env>-v5)`` with
   ``AutoresetMode.SAME_STEP``; add-on terms come from a wrapper that reads ``data.qpos``, and
@@ -17,6 +17,7 @@ Two backends with one interface:
   loop over ``MjData`` (no wrappers, no per-env dict/info traffic). It reproduces gymnasium's
   v5 dynamics, rewards, terminations and even its reset RNG stream bit for bit
   (``tests/test_control_envs.py`` checks this), and is the default because it is faster.
+* ``envpool`` — optional: envpool's C++ ports of the v4 tasks (see :class:`EnvpoolVecEnv`).
 
 v5 vs v3 (the paper's versions; v3 needs mujoco-py): HalfCheetah-v5 = v3. Hopper-v5 pays the
 alive bonus only while healthy (v3 also paid it on the terminal step) — accepted. Ant-v5 is
@@ -33,7 +34,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-__all__ = ["EnvSpec", "ENV_SPECS", "StepOutput", "VecEnv", "GymnasiumVecEnv", "NativeMujocoVecEnv", "make_vec_env", "get_env_spec"]
+__all__ = ["EnvSpec", "ENV_SPECS", "StepOutput", "VecEnv", "GymnasiumVecEnv", "NativeMujocoVecEnv", "EnvpoolVecEnv", "make_vec_env", "get_env_spec"]
 
 BACKENDS = ("native", "gymnasium", "envpool")
 
