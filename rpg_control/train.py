@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 import time
 from collections import deque
@@ -163,6 +164,7 @@ def train(config: TrainConfig, run_dir: str | Path, progress: bool = True) -> Pa
     from torch.utils.tensorboard import SummaryWriter
 
     writer = SummaryWriter(str(run_dir / "tb"))
+    _drop_rows_after(run_dir / "metrics.jsonl", step)  # rows a killed run logged after its last checkpoint
     metrics_file = open(run_dir / "metrics.jsonl", "a")
     last_row: dict = {}
     bar = _ProgressBar(config.total_steps, step, enabled=progress, description=f"{config.variant} {spec.name}")
@@ -269,6 +271,18 @@ def train(config: TrainConfig, run_dir: str | Path, progress: bool = True) -> Pa
     if not best_path.exists():  # no episode finished yet: the last policy is the best we know
         save_atomic(checkpoint_payload(), best_path)
     return run_dir
+
+
+def _drop_rows_after(path: Path, step: int) -> None:
+    """Keep only the metrics rows up to ``step`` (atomic rewrite), so a resumed run's log has no repeats."""
+    if not path.exists():
+        return
+    lines = path.read_text().splitlines()
+    kept = [line for line in lines if line.strip() and json.loads(line)["step"] <= step]
+    if len(kept) != len(lines):
+        tmp = path.with_suffix(".jsonl.tmp")
+        tmp.write_text("".join(line + "\n" for line in kept))
+        os.replace(tmp, path)
 
 
 @torch.no_grad()

@@ -142,6 +142,16 @@ def test_resume_continues_from_the_saved_step(tmp_path):
     assert len(_rows(tmp_path)) == 7
 
 
+def test_resume_drops_rows_logged_after_the_last_checkpoint(tmp_path):
+    """A run killed between checkpoints logged iterations it will redo: the resumed log has each step once."""
+    train(tiny_config(total_steps=48, checkpoint_every=3), tmp_path, progress=False)  # checkpoint at 48
+    with open(tmp_path / "metrics.jsonl", "a") as handle:  # as if killed after logging step 64
+        handle.write(json.dumps({"step": 64, "iteration": 4}) + "\n")
+    train(tiny_config(total_steps=80, checkpoint_every=3), tmp_path, progress=False)
+    assert [r["step"] for r in _rows(tmp_path)] == [16, 32, 48, 64, 80]
+    assert _rows(tmp_path)[3].get("episode_return_basic", "missing") != "missing"  # the real row, not the stale one
+
+
 def test_resume_refuses_a_different_run(tmp_path):
     train(tiny_config(total_steps=16), tmp_path, progress=False)
     with pytest.raises(ConfigError, match="different run"):
