@@ -11,12 +11,26 @@ in fresh subprocesses, one after another, repeated ``--repeats`` times in altern
 * ``sb3``            — ``stable_baselines3.PPO`` on a ``DummyVecEnv`` of the same gymnasium v5
   env with ``VecNormalize(norm_reward=False)``;
 * ``raw simulator``  — ``mujoco.mj_step`` on one ``MjData`` per env with random controls, no
-  policy, no Python env logic: the limit of env-steps/s on this machine.
+  policy, no Python env logic: the limit of env-steps/s on this machine;
+* ``update alone``   — rpg_control's real PPO update (``rpg_control.algorithm.rpg_step_reward`` +
+  ``ppo_update``: GAE, ``num_epochs`` × ``num_minibatches`` Adam steps with gradient clipping) of
+  the same networks (``ActorCritic.from_config``) and optimizer (``make_optimizer``) on a
+  synthetic rollout buffer of the right shapes (``steps_per_env`` × ``num_envs``), no env stepping;
+  as many updates as a training run of ``--steps`` makes, after one untimed warm-up update;
+* ``act alone``      — the policy forward for acting, on ``num_envs`` observations per step
+  (``actor.sample`` + ``critic`` under ``no_grad``, as in the trainer's rollout), no env stepping.
 
 Reported: env-steps/s (best of the repeats), ratios to SB3, the fraction of raw simulator speed
 a training run reaches, and peak RSS of each process. A run's time is everything from building
 its envs and model to the trained model (rollout + update; rpg also writes its checkpoints,
 metrics and TensorBoard logs), not interpreter start-up or imports.
+
+The machine's limit for a serial trainer at these settings is the rate of one that did nothing
+but those three pieces, one after another, per env step:
+``limit = 1 / (1/raw_sim + update_seconds_per_step + act_seconds_per_step)``. Reported for every
+trainer: the fraction of that limit it reaches; and ``limit ÷ SB3``, the ceiling on any trainer's
+speed-up over SB3 at equal settings on one core (no trainer that does the same math serially can
+beat it). Every piece is timed in the same run, alternating with the trainers.
 
     OMP_NUM_THREADS=1 python benchmarks/control_throughput.py --steps 30000 --repeats 2
 """
@@ -139,13 +153,116 @@ def run_raw(env: str, steps: int) -> dict:
     return {"steps": done, "seconds": elapsed, "steps_per_second": done / elapsed, "peak_rss_mb": _peak_rss_mb()}
 
 
+def _synthetic_rollout(model, spec, config, generator):
+    """A rollout buffer of the trainer's shapes [T, N, ...]; actions and log-probs drawn from the
+    policy itself (so PPO ratios start at 1 as in training), a few episode ends."""
+    import torch
+
+    T, N = config.steps_per_env, config.num_envs
+    obs = torch.randn(T, N, spec.obs_dim, generator=generator)
+    with torch.no_grad():
+        actions, logprobs = model.actor.sample(obs, generator=generator)
+        values = model.critic(obs)
+        last_values = model.critic(torch.randn(N, spec.obs_dim, generator=generator))
+    terminated = torch.rand(T, N, generator=generator) < 0.002
+    truncated = torch.rand(T, N, generator=generator) < 0.001
+    basic, addon = torch.randn(T, N, generator=generator), torch.randn(T, N, generator=generator)
+    return obs, actions, logprobs, values, basic, addon, terminated, truncated, torch.zeros(T, N), last_values
+
+
+def run_update(env: str, steps: int) -> dict:
+    """The trainer's step 2 alone (RPG reward + PPO update) on synthetic rollouts, no env."""
+    import torch
+
+    torch.set_num_threads(1)
+    from rpg_control.actor_critic import ActorCritic
+    from rpg_control.algorithm import Rollout, make_optimizer, ppo_update, rpg_step_reward
+    from rpg_control.envs import get_env_spec
+
+    config = _config(env, steps)
+    spec = get_env_spec(env)
+    coefficients, entropy_coef, reward_kind = config.reward_setup()
+    torch.manual_seed(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
+    model = ActorCritic.from_config(config, spec.obs_dim, spec.act_dim)
+    optimizer = make_optimizer(model, config)
+    per_iteration = config.steps_per_env * config.num_envs
+    iterations = max(1, steps // per_iteration)
+    buffers = [_synthetic_rollout(model, spec, config, generator) for _ in range(2)]
+
+    def update(b) -> None:
+        obs, actions, logprobs, values, basic, addon, terminated, truncated, final_values, last_values = b
+        rewards = rpg_step_reward(reward_kind, basic, addon, logprobs, None, coefficients, config.reward_scale)
+        rollout = Rollout(obs, actions, logprobs, values, rewards, terminated, truncated, final_values, last_values)
+        ppo_update(model, optimizer, rollout, config, entropy_coef)
+
+    update(buffers[0])  # warm-up: first-call allocations, Adam state
+    start = time.perf_counter()
+    for i in range(iterations):
+        update(buffers[i % 2])
+    elapsed = time.perf_counter() - start
+    done = iterations * per_iteration
+    return {"steps": done, "seconds": elapsed, "steps_per_second": done / elapsed, "peak_rss_mb": _peak_rss_mb()}
+
+
+def run_act(env: str, steps: int) -> dict:
+    """The trainer's acting forward alone: actor.sample + critic on num_envs observations per step."""
+    import torch
+
+    torch.set_num_threads(1)
+    from rpg_control.actor_critic import ActorCritic
+    from rpg_control.envs import get_env_spec
+
+    config = _config(env, steps)
+    spec = get_env_spec(env)
+    torch.manual_seed(config.seed)
+    model = ActorCritic.from_config(config, spec.obs_dim, spec.act_dim)
+    observations = torch.randn(64, config.num_envs, spec.obs_dim)
+    iterations = max(1, steps // config.num_envs)
+
+    def act(obs) -> None:
+        with torch.no_grad():
+            model.actor.sample(obs)
+            model.critic(obs)
+
+    for t in range(64):  # warm-up
+        act(observations[t])
+    start = time.perf_counter()
+    for t in range(iterations):
+        act(observations[t % 64])
+    elapsed = time.perf_counter() - start
+    done = iterations * config.num_envs
+    return {"steps": done, "seconds": elapsed, "steps_per_second": done / elapsed, "peak_rss_mb": _peak_rss_mb()}
+
+
 RUNNERS = {
     "rpg native": lambda env, steps: run_rpg(env, steps, "native"),
     "rpg gymnasium": lambda env, steps: run_rpg(env, steps, "gymnasium"),
     "rpg envpool": lambda env, steps: run_rpg(env, steps, "envpool"),  # only if envpool is installed
     "sb3": run_sb3,
     "raw simulator": run_raw,
+    "update alone": run_update,
+    "act alone": run_act,
 }
+PIECES = ("raw simulator", "update alone", "act alone")  # not trainers: the machine's limit is made of them
+
+
+def machine_limit(best: dict[str, dict]) -> dict:
+    """Steps/s of a serial trainer doing nothing but raw simulation, acting forward and update."""
+    sim = 1.0 / best["raw simulator"]["steps_per_second"]
+    update = 1.0 / best["update alone"]["steps_per_second"]
+    act = 1.0 / best["act alone"]["steps_per_second"]
+    limit = 1.0 / (sim + update + act)
+    sb3 = best["sb3"]["steps_per_second"]
+    return {
+        "formula": "1 / (1/raw_sim_steps_per_second + update_seconds_per_step + act_seconds_per_step)",
+        "sim_seconds_per_step": sim,
+        "update_seconds_per_step": update,
+        "act_seconds_per_step": act,
+        "limit_steps_per_second": limit,
+        "fraction_of_limit": {name: b["steps_per_second"] / limit for name, b in best.items() if name not in PIECES},
+        "ceiling_speedup_vs_sb3": limit / sb3,
+    }
 
 
 def _in_subprocess(name: str, env: str, steps: int) -> dict:
@@ -217,19 +334,36 @@ def main(argv: list[str] | None = None) -> int:
             "runs": runs,
             "best": best,
             "speedup_vs_sb3": {name: best[name]["steps_per_second"] / sb3 for name in best if name.startswith("rpg")},
-            "fraction_of_raw_simulator": {name: best[name]["steps_per_second"] / raw for name in best if name != "raw simulator"},
+            "fraction_of_raw_simulator": {name: best[name]["steps_per_second"] / raw for name in best if name not in PIECES},
+            "machine_limit": machine_limit(best),
         }
 
     table = Table(title=f"PPO end-to-end env-steps/s, {args.steps} steps per run, best of {args.repeats} (1 thread)")
-    for column in ("env", "contender", "steps/s", "× SB3", "of raw sim", "peak RSS MB"):
+    for column in ("env", "contender", "steps/s", "× SB3", "of raw sim", "of limit", "peak RSS MB"):
         table.add_column(column, justify="right" if column not in ("env", "contender") else "left")
     for env, result in results.items():
         sb3 = result["best"]["sb3"]["steps_per_second"]
         raw = result["best"]["raw simulator"]["steps_per_second"]
+        limit = result["machine_limit"]["limit_steps_per_second"]
         for name, best in result["best"].items():
             sps = best["steps_per_second"]
-            table.add_row(env, name, f"{sps:,.0f}", f"{sps / sb3:.2f}", f"{sps / raw:.0%}", f"{best['peak_rss_mb']:.0f}")
+            if name in PIECES:
+                table.add_row(env, name, f"{sps:,.0f}", "", "", "", f"{best['peak_rss_mb']:.0f}")
+            else:
+                table.add_row(env, name, f"{sps:,.0f}", f"{sps / sb3:.2f}", f"{sps / raw:.0%}", f"{sps / limit:.0%}", f"{best['peak_rss_mb']:.0f}")
     Console().print(table)
+
+    limits = Table(title="The machine's limit: a serial trainer doing only raw sim + acting forward + PPO update")
+    for column in ("env", "sim µs/step", "act µs/step", "update µs/step", "limit steps/s", "rpg native of limit", "SB3 of limit", "ceiling on rpg ÷ SB3"):
+        limits.add_column(column, justify="left" if column == "env" else "right")
+    for env, result in results.items():
+        m = result["machine_limit"]
+        limits.add_row(
+            env, f"{m['sim_seconds_per_step'] * 1e6:.1f}", f"{m['act_seconds_per_step'] * 1e6:.1f}", f"{m['update_seconds_per_step'] * 1e6:.1f}",
+            f"{m['limit_steps_per_second']:,.0f}", f"{m['fraction_of_limit']['rpg native']:.0%}", f"{m['fraction_of_limit']['sb3']:.0%}",
+            f"{m['ceiling_speedup_vs_sb3']:.2f}×",
+        )
+    Console().print(limits)
 
     payload = {
         "benchmark": "control_throughput",
