@@ -143,7 +143,6 @@ class Reproduction:
         envs = [env for env in paper.ENVS if env in self.envs or any(
             s.run_id in results for (e, _), specs in all_cells.items() if e == env for s in specs)]
         cells = {key: specs for key, specs in all_cells.items() if key[0] in envs}
-        self.report_envs = envs
         curves = {key: [results[s.run_id].get("curve", []) for s in specs if s.run_id in results] for key, specs in cells.items()}
         grouped: dict[str, dict[str, list]] = {}
         for (env, column), runs in curves.items():
