@@ -84,8 +84,9 @@ def test_lora_reference_is_the_base_model_with_adapters_off(world, tmp_path):
     trainer = _trainer(world, _args(tmp_path, max_steps=2), peft_config=lora)
     trainer.train()
     policy = trainer.policy
-    base = world.load_prior_model().eval()
-    ids = world.tokenizer(world.prompts, return_tensors="pt")["input_ids"]
+    device = next(policy.parameters()).device  # the trainer placed it (cuda where there is one)
+    base = world.load_prior_model().eval().to(device)
+    ids = world.tokenizer(world.prompts, return_tensors="pt")["input_ids"].to(device)
     reference_model, reference_context = trainer._reference()  # what the rollout scores log π_ref with
     with torch.no_grad():
         with reference_context():
@@ -206,7 +207,9 @@ def test_conversational_prompts_go_through_the_chat_template(world, tmp_path):
 def test_gradient_checkpointing_gives_the_same_update(world, tmp_path):
     plain = _trainer(world, _args(tmp_path / "a", max_steps=1))
     plain.train()
-    checkpointed = _trainer(world, _args(tmp_path / "b", max_steps=1, activation_checkpointing=True))
+    # transformers renamed gradient_checkpointing to activation_checkpointing (5.2x); the trainer reads either
+    flag = "activation_checkpointing" if "activation_checkpointing" in ResidualPPOConfig.__dataclass_fields__ else "gradient_checkpointing"
+    checkpointed = _trainer(world, _args(tmp_path / "b", max_steps=1, **{flag: True}))
     assert checkpointed.model.is_gradient_checkpointing
     checkpointed.train()
     assert checkpointed.model.is_gradient_checkpointing  # restored after sampling
