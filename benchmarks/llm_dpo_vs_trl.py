@@ -56,7 +56,8 @@ def build_trainer(variant: str, workdir: Path, args):
     from transformers import AutoTokenizer
     from trl import DPOConfig, DPOTrainer
 
-    from rpg_llm.dpo_config import DecoupledDPOConfig, bf16_supported_on_device
+    from rpg_llm.dpo_config import DecoupledDPOConfig
+    from rpg_llm.precision import bf16_supported_on_device
     from rpg_llm.dpo_tiny import random_preference_dataset
     from rpg_llm.dpo_trainer import DecoupledDPOTrainer
 
@@ -133,7 +134,7 @@ def main(argv=None) -> int:
         return 0
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     from rpg_llm.dpo_tiny import build_tiny_causal_lm
-    from rpg_llm.toy_experiment import provenance
+    from rpg_llm.report import provenance
 
     started = time.perf_counter()
     # Commit and dirty flag at the start: the code that runs is the code recorded.

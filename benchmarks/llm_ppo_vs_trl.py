@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     ratio_mem = summary["rpg"]["training_peak_rss_mib"] / summary["trl"]["training_peak_rss_mib"]
     ratio_total_mem = summary["rpg"]["peak_rss_mib"] / summary["trl"]["peak_rss_mib"]
     sys.path.insert(0, str(ROOT))
-    from rpg_llm.toy_experiment import provenance
+    from rpg_llm.report import provenance
 
     payload = {
         "provenance": provenance([sys.executable, "benchmarks/llm_ppo_vs_trl.py", *(argv if argv is not None else sys.argv[1:])],

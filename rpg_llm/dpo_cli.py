@@ -139,7 +139,7 @@ def run_toy_job(training_args, toy, argv: list[str]) -> int:
 
     from rpg_llm.dpo_data import sample_preference_pairs
     from rpg_llm.dpo_toy import default_methods, print_tables, run_toy_comparison, write_results
-    from rpg_llm.toy_experiment import provenance
+    from rpg_llm.report import provenance
     from rpg_llm.toy_world import ToyWorld
 
     state = PartialState()

@@ -14,31 +14,17 @@ import math
 import re
 from dataclasses import dataclass, field
 
-import torch
 from trl import DPOConfig
 
-__all__ = ["RPG_LOSS_TYPES", "DecoupledDPOConfig", "bf16_supported_on_device"]
+from rpg_llm.precision import bf16_supported_on_device
+
+__all__ = ["RPG_LOSS_TYPES", "DecoupledDPOConfig"]
 
 # Loss types this package adds to TRL's; everything else in `loss_type` is TRL's business.
 RPG_LOSS_TYPES = ("decoupled", "ce")
 # TRL's own loss types, read from its DPOConfig help text so the list follows the installed TRL
 # (TRL itself only rejects an unknown type inside the first training step).
 TRL_LOSS_TYPES = tuple(re.findall(r"`'(\w+)'`", DPOConfig.__dataclass_fields__["loss_type"].metadata.get("help", "")))
-
-
-def bf16_supported_on_device(use_cpu: bool = False) -> bool:
-    """True when training would run on an accelerator that supports bf16; False on CPU.
-
-    TRL configs default ``bf16=True``, which fails or crawls on CPU; the right value is a property
-    of the device, so it is derived here rather than set by hand.
-    """
-    if use_cpu:
-        return False
-    if torch.cuda.is_available():
-        return torch.cuda.is_bf16_supported()
-    if hasattr(torch, "xpu") and torch.xpu.is_available():
-        return torch.xpu.is_bf16_supported()
-    return False
 
 
 @dataclass

@@ -11,7 +11,6 @@ target — the policy that reward gives when it recovers r_R.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +20,8 @@ from datasets import Dataset
 from rpg_llm.dpo_config import DecoupledDPOConfig
 from rpg_llm.dpo_data import implicit_reward_accuracy
 from rpg_llm.dpo_trainer import DecoupledDPOTrainer
-from rpg_llm.toy_world import ToyWorld, ToyWorldConfig
+from rpg_llm.report import markdown_table, print_table, write_result_files
+from rpg_llm.toy_world import ToyWorld, ToyWorldArguments
 
 __all__ = [
     "PreferenceMethod", "default_methods", "train_preference_method", "evaluate_preference_method",
@@ -139,7 +139,7 @@ def evaluate_preference_method(
 
 
 @dataclass
-class ToyDPOArguments:
+class ToyDPOArguments(ToyWorldArguments):
     """The embedded default of ``rpg dpo``: which methods, how many pairs, which toy world.
 
     The training hyperparameters (``beta``, ``alpha_hat``, ``omega_prime``, ``learning_rate``,
@@ -151,29 +151,13 @@ class ToyDPOArguments:
     num_train_pairs: int = field(default=20000, metadata={"help": "Bradley–Terry-labelled pairs sampled from the prior to train on"})
     num_heldout_pairs: int = field(default=2000, metadata={"help": "held-out pairs for the implicit-reward accuracy"})
     pair_seed: int = field(default=0, metadata={"help": "seed of the training pairs (held-out pairs use pair_seed + 1)"})
-    results_dir: str = field(default="results/llm", metadata={"help": "where the table (markdown + JSON) is written"})
-    world_cache_dir: str | None = field(default=None, metadata={"help": "toy world cache (default $RPG_CACHE or ~/.cache/rpg)"})
-    world_vocab_size: int = field(default=8, metadata={"help": "toy world: content words"})
-    world_completion_length: int = field(default=4, metadata={"help": "toy world: tokens per completion"})
-    world_num_prompts: int = field(default=4, metadata={"help": "toy world: prompts"})
-    world_seed: int = field(default=0, metadata={"help": "toy world: seed of its tables and prior"})
-    world_distill_steps: int = field(default=400, metadata={"help": "toy world: distillation steps of the prior"})
 
     def __post_init__(self) -> None:
         default_methods(0.1, 0.1, 0.1, self.methods)  # one clear error for an unknown method
         for name in ("num_train_pairs", "num_heldout_pairs"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        self.world_config()  # validates the world fields
-
-    def world_config(self) -> ToyWorldConfig:
-        return ToyWorldConfig(
-            vocab_size=self.world_vocab_size,
-            completion_length=self.world_completion_length,
-            num_prompts=self.world_num_prompts,
-            seed=self.world_seed,
-            distill_steps=self.world_distill_steps,
-        )
+        super().__post_init__()
 
 
 def run_toy_comparison(
@@ -229,39 +213,16 @@ TARGET_COLUMNS = [("method", "exact target of"), ("target", "π*"), ("basic", "b
                   ("total", "total"), ("kl_to_prior", "KL(π*‖exact prior)")]
 
 
-def _format(value) -> str:
-    if value is None:
-        return "—"
-    return f"{value:.3f}" if isinstance(value, float) else str(value)
-
-
-def markdown_table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
-    lines = ["| " + " | ".join(title for _, title in columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(_format(row.get(key)) for key, _ in columns) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 def print_tables(result: dict) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console(width=max(Console().width, 150))  # the tables are wide; keep them legible in logs
     for rows, columns, title in (
         (result["rows"], RESULT_COLUMNS, "DPO, decoupled DPO and CE on the toy token world"),
         (result["targets"], TARGET_COLUMNS, "Exact targets (DPO's and decoupled DPO's optima; CE is scored against DPO's)"),
     ):
-        table = Table(title=title)
-        for key, heading in columns:
-            table.add_column(heading, justify="left" if key in ("method", "coefficients", "target") else "right")
-        for row in rows:
-            table.add_row(*(_format(row.get(key)) for key, _ in columns))
-        console.print(table)
+        print_table(rows, columns, title, text_keys=("method", "coefficients", "target"), width=150)
 
 
 def write_results(result: dict, results_dir: str | Path, name: str, facts: dict) -> tuple[Path, Path]:
     """``<name>.md`` and ``<name>.json`` under ``results_dir``, each written atomically."""
-    results_dir = Path(results_dir)
-    results_dir.mkdir(parents=True, exist_ok=True)
     md = "\n".join([
         "# DPO, decoupled DPO and the implicit-reward CE loss on the toy token world",
         "",
@@ -279,10 +240,4 @@ def write_results(result: dict, results_dir: str | Path, name: str, facts: dict)
         "Provenance: " + ", ".join(f"{key}={value}" for key, value in facts.items()),
         "",
     ])
-    payload = json.dumps({"provenance": facts, **result}, indent=1, default=str)
-    md_path, json_path = results_dir / f"{name}.md", results_dir / f"{name}.json"
-    for path, text in ((json_path, payload), (md_path, md)):
-        temporary = path.with_suffix(path.suffix + ".tmp")
-        temporary.write_text(text)
-        temporary.replace(path)
-    return md_path, json_path
+    return write_result_files(results_dir, name, md, {"provenance": facts, **result})

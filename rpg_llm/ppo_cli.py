@@ -105,7 +105,8 @@ def run_model_job(script, ppo_args, model_args) -> int:
 def run_toy_job(experiment, ppo_args, argv: list[str]) -> int:
     from accelerate import PartialState
 
-    from rpg_llm.toy_experiment import print_table, provenance, run_toy_comparison, write_results
+    from rpg_llm.report import provenance
+    from rpg_llm.toy_experiment import print_results, run_toy_comparison, write_results
     from rpg_llm.toy_world import ToyWorld
 
     state = PartialState()
@@ -129,7 +130,7 @@ def run_toy_job(experiment, ppo_args, argv: list[str]) -> int:
                 "wall_seconds": round(time.perf_counter() - started, 1),
             },
         )
-        print_table(result["rows"], "Residual PPO on the toy token world (KL to each method's exact target)")
+        print_results(result["rows"], "Residual PPO on the toy token world (KL to each method's exact target)")
         md, js = write_results(result, experiment.results_dir, "residual_ppo_toy", facts)
         print(f"floor: the prior model's KL to the exact prior = {world.info.get('prior_kl_to_exact_prior'):.4f}")
         print(f"wrote {md} and {js}")

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from transformers import TrainingArguments
 
 from rpg.reward import RewardCoefficients
+from rpg_llm.precision import bf16_supported_on_device
 
 __all__ = ["ResidualPPOConfig"]
 
@@ -101,9 +102,7 @@ class ResidualPPOConfig(TrainingArguments):
             except json.JSONDecodeError as error:
                 raise ValueError(f"model_init_kwargs must be a JSON object, got {self.model_init_kwargs!r} ({error})") from None
         if self.bf16 is None:  # from the device, never by hand: CPUs and old GPUs get fp32
-            import torch
-
-            self.bf16 = bool(not self.use_cpu and torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+            self.bf16 = bf16_supported_on_device(self.use_cpu) and not self.fp16
         super().__post_init__()
 
     def coefficients(self) -> RewardCoefficients:

@@ -10,22 +10,19 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import platform
-import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from rpg_llm.ppo_config import ResidualPPOConfig
-from rpg_llm.toy_world import ToyWorld, ToyWorldConfig
+from rpg_llm.report import markdown_table, print_table, write_result_files
+from rpg_llm.toy_world import ToyWorld, ToyWorldArguments
 
-__all__ = ["ToyExperimentArguments", "method_coefficients", "run_toy_comparison", "write_results", "provenance"]
+__all__ = ["ToyExperimentArguments", "method_coefficients", "run_toy_comparison", "print_results", "write_results"]
 
 
 @dataclass
-class ToyExperimentArguments:
+class ToyExperimentArguments(ToyWorldArguments):
     """Which methods to run on the toy world, with which (ω', α̂), and the world to build."""
 
     methods: list[str] = field(default_factory=lambda: ["greedy", "kl", "residual"], metadata={"help": "subset of greedy, kl, residual"})
@@ -33,28 +30,13 @@ class ToyExperimentArguments:
     kl_beta: float = field(default=0.5, metadata={"help": "KL PPO (classic RLHF): ω' = α̂ = β"})
     residual_omega_prime: float = field(default=0.5, metadata={"help": "Residual PPO ω'"})
     residual_alpha_hat: float = field(default=0.25, metadata={"help": "Residual PPO α̂"})
-    results_dir: str = field(default="results/llm", metadata={"help": "where the table (markdown + JSON) is written"})
-    world_cache_dir: str | None = field(default=None, metadata={"help": "toy world cache (default $RPG_CACHE or ~/.cache/rpg)"})
-    world_vocab_size: int = field(default=8, metadata={"help": "toy world: content words"})
-    world_completion_length: int = field(default=4, metadata={"help": "toy world: tokens per completion"})
-    world_num_prompts: int = field(default=4, metadata={"help": "toy world: prompts"})
-    world_seed: int = field(default=0, metadata={"help": "toy world: seed of its tables and prior"})
-    world_distill_steps: int = field(default=400, metadata={"help": "toy world: distillation steps of the prior"})
 
     def __post_init__(self) -> None:
         unknown = set(self.methods) - {"greedy", "kl", "residual"}
         if unknown:
             raise ValueError(f"unknown methods {sorted(unknown)}; choose from greedy, kl, residual")
         method_coefficients(self)  # validates the coefficients (one clear error)
-
-    def world_config(self) -> ToyWorldConfig:
-        return ToyWorldConfig(
-            vocab_size=self.world_vocab_size,
-            completion_length=self.world_completion_length,
-            num_prompts=self.world_num_prompts,
-            seed=self.world_seed,
-            distill_steps=self.world_distill_steps,
-        )
+        super().__post_init__()
 
 
 def method_coefficients(experiment: ToyExperimentArguments) -> dict[str, tuple[float, float]]:
@@ -140,71 +122,16 @@ def run_toy_comparison(experiment: ToyExperimentArguments, ppo_args: ResidualPPO
     }
 
 
-def provenance(command: list[str], extra: dict | None = None) -> dict:
-    """Command, commit, machine and time of a run, for every results file."""
-
-    def git(*args):
-        try:
-            return subprocess.run(["git", *args], capture_output=True, text=True, check=True, timeout=10).stdout.strip()
-        except Exception:
-            return None
-
-    facts = {
-        "command": " ".join(command),
-        "commit": git("rev-parse", "HEAD"),
-        "working_tree_dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
-        "machine": f"{platform.node()} / {platform.platform()} / {platform.processor() or platform.machine()} / {os.cpu_count()} CPUs",
-        "python": sys.version.split()[0],
-        "utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-    try:
-        import torch
-        import transformers
-
-        facts["torch"] = torch.__version__
-        facts["transformers"] = transformers.__version__
-    except ImportError:
-        pass
-    facts.update(extra or {})
-    return facts
-
-
-def _format(value) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, float):
-        return f"{value:.3f}"
-    return str(value)
-
-
 COLUMNS = [("method", "method"), ("omega_prime", "ω'"), ("alpha_hat", "α̂"), ("basic", "basic r"), ("addon", "add-on r_R"),
            ("total", "total"), ("kl_to_target", "KL(π‖own target)"), ("kl_to_target_at_start", "same, prior"), ("kl_to_prior", "KL(π‖exact prior)")]
 
 
-def markdown_table(rows: list[dict]) -> str:
-    lines = ["| " + " | ".join(title for _, title in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    for row in rows:
-        lines.append("| " + " | ".join(_format(row.get(key)) for key, _ in COLUMNS) + " |")
-    return "\n".join(lines)
-
-
-def print_table(rows: list[dict], title: str) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=title)
-    for key, heading in COLUMNS:
-        table.add_column(heading, justify="left" if key == "method" else "right")
-    for row in rows:
-        table.add_row(*(_format(row.get(key)) for key, _ in COLUMNS))
-    console = Console()
-    Console(width=max(console.width, 130)).print(table)
+def print_results(rows: list[dict], title: str) -> None:
+    print_table(rows, COLUMNS, title)
 
 
 def write_results(result: dict, results_dir: str | Path, name: str, facts: dict) -> tuple[Path, Path]:
     """``<name>.md`` and ``<name>.json`` under ``results_dir``, each written atomically."""
-    results_dir = Path(results_dir)
-    results_dir.mkdir(parents=True, exist_ok=True)
     payload = {"provenance": facts, **{k: v for k, v in result.items() if k != "histories"}}
     payload["histories"] = {k: [{m: h[m] for m in ("iteration", "reward/addon", "objective/kl_to_ref", "objective/entropy")} for h in v] for k, v in result.get("histories", {}).items()}
     md = [
@@ -213,16 +140,11 @@ def write_results(result: dict, results_dir: str | Path, name: str, facts: dict)
         "Each method starts from the distilled prior and optimizes the add-on reward r_R with its own (ω', α̂);",
         "KL is to that method's exact target π* ∝ π_prior^(ω'/α̂)·exp(r_R/α̂) (exact enumeration).",
         "",
-        markdown_table(result["rows"]),
+        markdown_table(result["rows"], COLUMNS),
         "",
         f"World: {json.dumps(result['world_facts'])}",
         "",
         "Provenance: " + ", ".join(f"{k}={v}" for k, v in facts.items()),
         "",
     ]
-    json_path, md_path = results_dir / f"{name}.json", results_dir / f"{name}.md"
-    for path, text in ((json_path, json.dumps(payload, indent=1, default=str)), (md_path, "\n".join(md))):
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(text)
-        tmp.replace(path)
-    return md_path, json_path
+    return write_result_files(results_dir, name, "\n".join(md), payload)

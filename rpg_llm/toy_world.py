@@ -41,7 +41,7 @@ import torch
 
 from rpg.maxent import SoftSolution, rpg_target, soft_value_iteration
 
-__all__ = ["ToyWorldConfig", "ToyWorld", "default_cache_dir"]
+__all__ = ["ToyWorldConfig", "ToyWorldArguments", "ToyWorld", "default_cache_dir"]
 
 PAD_TOKEN = "<pad>"
 EOS_TOKEN = "<eos>"
@@ -97,6 +97,33 @@ class ToyWorldConfig:
         payload = json.dumps(dataclasses.asdict(self), sort_keys=True)
         return hashlib.sha1(payload.encode()).hexdigest()[:12]
 
+
+@dataclass
+class ToyWorldArguments:
+    """The toy world's command-line fields, shared by the PPO and DPO toy jobs (one cached world).
+
+    The world fields are the defining subset of :class:`ToyWorldConfig`, prefixed ``world_``.
+    """
+
+    results_dir: str = field(default="results/llm", metadata={"help": "where the table (markdown + JSON) is written"})
+    world_cache_dir: str | None = field(default=None, metadata={"help": "toy world cache (default $RPG_CACHE or ~/.cache/rpg)"})
+    world_vocab_size: int = field(default=8, metadata={"help": "toy world: content words"})
+    world_completion_length: int = field(default=4, metadata={"help": "toy world: tokens per completion"})
+    world_num_prompts: int = field(default=4, metadata={"help": "toy world: prompts"})
+    world_seed: int = field(default=0, metadata={"help": "toy world: seed of its tables and prior"})
+    world_distill_steps: int = field(default=400, metadata={"help": "toy world: distillation steps of the prior"})
+
+    def __post_init__(self) -> None:
+        self.world_config()  # bad world fields fail here, in one line, before any model is built
+
+    def world_config(self) -> ToyWorldConfig:
+        return ToyWorldConfig(
+            vocab_size=self.world_vocab_size,
+            completion_length=self.world_completion_length,
+            num_prompts=self.world_num_prompts,
+            seed=self.world_seed,
+            distill_steps=self.world_distill_steps,
+        )
 
 def _build_tokenizer(words: list[str]):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
