@@ -42,6 +42,7 @@ def provenance(command: list[str], extra: dict | None = None) -> dict:
 
         facts["torch"] = torch.__version__
         facts["transformers"] = transformers.__version__
+        facts["accelerator"] = torch.cuda.get_device_name() if torch.cuda.is_available() else "none (CPU)"
     except ImportError:
         pass
     facts.update(extra or {})
