@@ -8,14 +8,13 @@ rate, the best score so far, the RNG states, and — for customization — the f
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from rpg_control.actor_critic import GaussianActor, ObservationNormalizer
+from rpg_control.atomic import atomic_write
 from rpg_control.config import ConfigError, TrainConfig, config_from_dict
 from rpg_control.envs import get_env_spec
 
@@ -24,20 +23,7 @@ FORMAT = "rpg_control/1"
 
 def save_atomic(payload: dict, path: str | Path) -> None:
     """``torch.save`` to a temporary file in the same folder, then ``os.replace`` (atomic on POSIX)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; checkpoints are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, lambda handle: torch.save(payload, handle))
 
 
 def load_checkpoint(path: str | Path) -> dict:

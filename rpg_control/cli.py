@@ -13,10 +13,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import yaml
@@ -154,11 +151,12 @@ def main(argv: list[str] | None = None) -> int:
             load_prior(config)  # env / size checks before any simulation
             return _run_training(config, args)
         if args.command == "eval":
+            from rpg_control.atomic import write_json_atomic
             from rpg_control.evaluate import evaluate
 
             report = evaluate(args.checkpoint, episodes=args.episodes, seed=args.seed, deterministic=not args.stochastic)
             output = Path(args.output or f"{Path(args.checkpoint).with_suffix('')}.eval.json")
-            write_json_atomic(report, output)
+            write_json_atomic(output, report)
             for name in ("total", "basic", "addon", "addon_metric"):
                 print(f"{name:>13}: {report[name]['mean']:10.2f} ± {report[name]['std']:.2f}")
             print(f"{report['episodes']} episodes; written to {output}")
@@ -176,16 +174,6 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         return _error(str(error))
     return 2
-
-
-def write_json_atomic(payload: dict, path: str | Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(payload, handle, indent=2)
-        handle.write("\n")
-    os.replace(tmp, path)
 
 
 if __name__ == "__main__":

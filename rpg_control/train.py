@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
 import time
 from collections import deque
@@ -24,6 +23,7 @@ import torch
 
 from rpg_control.actor_critic import ActorCritic, ObservationNormalizer
 from rpg_control.algorithm import Rollout, make_optimizer, ppo_update, rpg_step_reward
+from rpg_control.atomic import write_text_atomic
 from rpg_control.checkpoint import FORMAT, PriorPolicy, load_checkpoint, load_prior, prior_from_state, save_atomic
 from rpg_control.config import ConfigError, TrainConfig, validate_config
 from rpg_control.envs import get_env_spec, make_vec_env
@@ -280,9 +280,7 @@ def _drop_rows_after(path: Path, step: int) -> None:
     lines = path.read_text().splitlines()
     kept = [line for line in lines if line.strip() and json.loads(line)["step"] <= step]
     if len(kept) != len(lines):
-        tmp = path.with_suffix(".jsonl.tmp")
-        tmp.write_text("".join(line + "\n" for line in kept))
-        os.replace(tmp, path)
+        write_text_atomic(path, "".join(line + "\n" for line in kept))
 
 
 @torch.no_grad()

@@ -135,7 +135,7 @@ def write_results(result: dict, results_dir: str | Path, name: str, facts: dict)
     payload = {"provenance": facts, **{k: v for k, v in result.items() if k != "histories"}}
     payload["histories"] = {k: [{m: h[m] for m in ("iteration", "reward/addon", "objective/kl_to_ref", "objective/entropy")} for h in v] for k, v in result.get("histories", {}).items()}
     md = [
-        f"# Residual PPO on the toy token world",
+        "# Residual PPO on the toy token world",
         "",
         "Each method starts from the distilled prior and optimizes the add-on reward r_R with its own (ω', α̂);",
         "KL is to that method's exact target π* ∝ π_prior^(ω'/α̂)·exp(r_R/α̂) (exact enumeration).",

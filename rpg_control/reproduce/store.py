@@ -1,8 +1,8 @@
 """Crash-safe files and provenance for the reproduction.
 
-A finished run is exactly one result JSON. It is written to a temporary file in the same folder,
-flushed to disk and renamed over the target with ``os.replace`` (atomic on POSIX), so a reader
-sees either no file or the whole file: a sweep killed at any instant never leaves half a result.
+A finished run is exactly one result JSON, written with :mod:`rpg_control.atomic` (temporary file,
+fsync, ``os.replace``), so a reader sees either no file or the whole file: a sweep killed at any
+instant never leaves half a result.
 """
 
 from __future__ import annotations
@@ -12,53 +12,15 @@ import io
 import json
 import os
 import platform
-import shutil
 import subprocess
 import sys
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from rpg_control.atomic import copy_atomic, write_bytes_atomic
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def _atomic_write(path: Path, write) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; results are meant to be read
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def write_json_atomic(path: Path, payload: Any) -> None:
-    data = (json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n").encode()
-    _atomic_write(path, lambda handle: handle.write(data))
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    _atomic_write(path, lambda handle: handle.write(text.encode()))
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    _atomic_write(path, lambda handle: handle.write(data))
-
-
-def copy_atomic(source: Path, target: Path) -> None:
-    def write(handle):
-        with open(source, "rb") as src:
-            shutil.copyfileobj(src, handle)
-
-    _atomic_write(target, write)
 
 
 def copy_checkpoint_slim(source: Path, target: Path, drop: tuple[str, ...] = ("optimizer", "rng")) -> None:
