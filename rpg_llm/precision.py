@@ -12,11 +12,7 @@ __all__ = ["bf16_supported_on_device"]
 
 
 def bf16_supported_on_device(use_cpu: bool = False) -> bool:
-    """True when training would run on an accelerator that supports bf16; False on CPU.
-
-    TRL configs default ``bf16=True``, which fails or crawls on CPU; the right value is a property
-    of the device, so it is derived here rather than set by hand.
-    """
+    """True when training would run on an accelerator that supports bf16; False on CPU."""
     if use_cpu:
         return False
     if torch.cuda.is_available():
