@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from rpg_control.actor_critic import GaussianActor, ObservationNormalizer
-from rpg_control.atomic import atomic_write
+from rpg.utils.atomic import atomic_write
 from rpg_control.config import ConfigError, TrainConfig, config_from_dict
 from rpg_control.envs import get_env_spec
 

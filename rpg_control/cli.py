@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
             load_prior(config)  # env / size checks before any simulation
             return _run_training(config, args)
         if args.command == "eval":
-            from rpg_control.atomic import write_json_atomic
+            from rpg.utils.atomic import write_json_atomic
             from rpg_control.evaluate import evaluate
 
             report = evaluate(args.checkpoint, episodes=args.episodes, seed=args.seed, deterministic=not args.stochastic)

@@ -16,7 +16,7 @@ import torch
 from rpg_control.checkpoint import load_checkpoint
 from rpg_control.config import ConfigError, config_from_dict
 from rpg_control.envs import make_vec_env
-from rpg_control.provenance import provenance
+from rpg.utils.provenance import provenance
 from rpg_control.train import build_model
 
 

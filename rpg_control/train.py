@@ -23,11 +23,11 @@ import torch
 
 from rpg_control.actor_critic import ActorCritic, ObservationNormalizer
 from rpg_control.algorithm import Rollout, make_optimizer, ppo_update, rpg_step_reward
-from rpg_control.atomic import write_text_atomic
+from rpg.utils.atomic import write_text_atomic
 from rpg_control.checkpoint import FORMAT, PriorPolicy, load_checkpoint, load_prior, prior_from_state, save_atomic
 from rpg_control.config import ConfigError, TrainConfig, validate_config
 from rpg_control.envs import get_env_spec, make_vec_env
-from rpg_control.provenance import provenance
+from rpg.utils.provenance import provenance
 
 _RESUME_KEYS = ("env", "variant", "num_envs", "steps_per_env", "actor_hidden", "critic_hidden", "activation", "std_type", "alpha", "omega_prime", "alpha_hat")
 

@@ -26,7 +26,7 @@ from rpg_control.reproduce.plan import (
     table1_runs,
     table3_runs,
 )
-from rpg_control.atomic import write_json_atomic
+from rpg.utils.atomic import write_json_atomic
 
 TESTS_DIR = Path(__file__).resolve().parent
 REPO = TESTS_DIR.parent

@@ -19,7 +19,7 @@ from rpg_control.reproduce.plan import (
     table1_runs,
     table3_runs,
 )
-from rpg_control.atomic import write_json_atomic, write_text_atomic
+from rpg.utils.atomic import write_json_atomic, write_text_atomic
 from rpg_control.reproduce.store import REPO_ROOT, copy_checkpoint_slim, read_json, utc_now
 from rpg_control.reproduce.sweep import Sweep, SweepReport
 

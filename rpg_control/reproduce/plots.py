@@ -26,7 +26,7 @@ def _pyplot():
 
 
 def _save(fig, path: Path) -> None:
-    from rpg_control.atomic import write_bytes_atomic
+    from rpg.utils.atomic import write_bytes_atomic
     import io
 
     buffer = io.BytesIO()

@@ -1,6 +1,6 @@
 """Crash-safe files and provenance for the reproduction.
 
-A finished run is exactly one result JSON, written with :mod:`rpg_control.atomic` (temporary file,
+A finished run is exactly one result JSON, written with :mod:`rpg.utils.atomic` (temporary file,
 fsync, ``os.replace``), so a reader sees either no file or the whole file: a sweep killed at any
 instant never leaves half a result.
 """
@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from rpg_control.atomic import copy_atomic, write_bytes_atomic
+from rpg.utils.atomic import copy_atomic, write_bytes_atomic
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from rpg_control.reproduce.plan import RunSpec
-from rpg_control.atomic import write_bytes_atomic, write_json_atomic
+from rpg.utils.atomic import write_bytes_atomic, write_json_atomic
 from rpg_control.reproduce.store import git_commit, machine, read_json, source_fingerprint, utc_now
 
 DEFAULT_RUNNER = "rpg_control.reproduce.runner:train_and_evaluate"
