@@ -64,7 +64,9 @@ def fake_runner(spec: RunSpec, run_dir: Path, progress: bool = True) -> dict:
                for key, offset in (("total", 0.0), ("basic", -1.0), ("addon", 1.0), ("addon_metric", 0.0))}
     shifted = lambda delta: {k: {"mean": v["mean"] + delta, "std": v["std"]} for k, v in figures.items()}  # noqa: E731
     evals = {"best": figures, "last": shifted(-2.0), "best_stochastic": shifted(100.0), "last_stochastic": shifted(98.0)}
-    return {"eval": evals,
+    record = {"checkpoint_step": spec.steps if spec.variant != "prior" else 0,
+              "selection_metric": "episode_return_total", "selection_value": score}
+    return {"eval": evals, "evaluated_checkpoints": {"best": record, "last": record},
             "trained_steps": spec.steps, "resumed_from_step": resumed, "curve": curve,
             "checkpoints": {"best": str(run_dir / "checkpoints" / "best.pt"), "last": str(checkpoint)}}
 
@@ -127,7 +129,13 @@ def test_killed_sweep_resumes_skips_finished_runs_and_writes_nothing_partial(tmp
     assert len(all_results) == 2 + 2 + 1 + 6
     for path in all_results:
         result = json.loads(path.read_text())
-        assert {"config", "seed", "steps", "commit", "wall_time_s", "machine", "eval", "command"} <= set(result)
+        expected = {"config", "seed", "steps", "provenance", "wall_time_s", "eval", "command", "evaluated_checkpoints"}
+        assert expected <= set(result)
+        assert set(result["provenance"]) == {"training", "evaluation"}
+        evaluation = result["provenance"]["evaluation"]
+        assert {"commit", "code_dirty", "versions"} <= set(evaluation) and evaluation["machine"]["cpu"]
+        trained = result["spec"]["variant"] != "prior"
+        assert result["evaluated_checkpoints"]["best"]["checkpoint_step"] == (result["steps"] if trained else 0)
         assert result["run_id"] == str(path.relative_to(results / "run_results"))[: -len(".json")]
 
     # the prior is the better Soft PPO seed (seed 1 scores higher in the fake), copied next to the table
@@ -249,6 +257,56 @@ def test_bad_input_is_one_line_before_any_run(tmp_path, monkeypatch, capsys):
         stderr = capsys.readouterr().err
         assert stderr.strip().count("\n") == 0 and message in stderr, stderr
     assert not (tmp_path / "calls.jsonl").exists()
+
+
+def test_a_second_sweep_on_a_locked_run_is_refused_naming_the_holder(tmp_path, monkeypatch, capsys):
+    """A run folder held by another live sweep fails in one line naming it; the other runs go on."""
+    import platform
+
+    args = ("--table", "1", "--variants", "soft", "--envs", "hopper",
+            "--steps", "40", "--seeds", "2", "--episodes", "1")
+    locked = tmp_path / "runs" / "steps40-seeds2-episodes1" / "hopper" / "soft" / "40steps-1episodes" / "seed1"
+    locked.mkdir(parents=True)
+    holder_code = (  # what rpg_control.run_lock does in the first sweep's worker
+        "import fcntl, json, os, platform, sys\n"
+        f"fd = os.open({str(locked / '.lock')!r}, os.O_RDWR | os.O_CREAT)\n"
+        "fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)\n"
+        "os.write(fd, json.dumps({'pid': os.getpid(), 'host': platform.node(), 'since': 'now'}).encode())\n"
+        "print('held', flush=True); sys.stdin.read()\n"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", holder_code],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert reproduce_here(tmp_path, monkeypatch, *args) == 1
+        failed = [line for line in capsys.readouterr().err.splitlines() if "FAILED" in line]
+        assert failed == [(
+            f"reproduce: FAILED hopper/soft/40steps-1episodes/seed1: RunLockedError: run folder {locked} is in use "
+            f"by pid {holder.pid} on host {platform.node()} (since now); wait for that run or stop it "
+            "(its lock goes with its process)"
+        )]
+        assert [c["run_id"] for c in calls(tmp_path)] == ["hopper/soft/40steps-1episodes/seed0"]  # only Soft PPO runs
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=30)
+    assert reproduce_here(tmp_path, monkeypatch, *args) == 0  # the holder died: its lock went with it
+    assert [c["run_id"] for c in calls(tmp_path)][1:] == ["hopper/soft/40steps-1episodes/seed1"]
+
+
+def test_paper_scale_table2_plan_shares_the_soft_ppo_runs_of_table1(tmp_path, monkeypatch, capsys):
+    paper_plan = ("--table", "2", "--envs", "halfcheetah", "--scale", "paper", "--dry-run")
+    assert reproduce_here(tmp_path, monkeypatch, *paper_plan) == 0
+    plan = capsys.readouterr().out
+    assert f"results (tables, result JSONs): {tmp_path / 'results' / 'paper'}" in plan
+    assert "the prior's evaluation and 15 customization runs" in plan
+    soft = [line.split()[-1] for line in plan.splitlines() if "/soft/" in line]
+    assert soft == [f"halfcheetah/soft/5000000steps-100episodes/seed{s}" for s in range(5)]
+    assert len([line for line in plan.splitlines() if "/full/" in line]) == 5
+    assert reproduce_here(tmp_path, monkeypatch, "--table", "1", "--variants", "soft", "--envs", "halfcheetah",
+                          "--scale", "paper", "--dry-run") == 0
+    assert [line.split()[-1] for line in capsys.readouterr().out.splitlines() if "] " in line] == soft  # same runs
+    assert reproduce_here(tmp_path, monkeypatch, "--table", "2", "--variants", "soft", "--dry-run") == 2
+    assert "--variants selects Table I columns" in capsys.readouterr().err
 
 
 @pytest.mark.slow

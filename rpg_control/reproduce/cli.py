@@ -19,6 +19,7 @@ from rpg_control.reproduce.pipeline import DEFAULT_RESULTS_ROOT, DEFAULT_RUNS_RO
 from rpg_control.reproduce.plan import (
     SCALES,
     check_envs,
+    check_variants,
     customization_runs,
     full_policy_runs,
     make_scale,
@@ -37,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--table", type=int, choices=(1, 2, 3), required=True, help="which table of the paper")
     parser.add_argument("--envs", nargs="+", default=list(paper.ENVS), metavar="ENV", help=f"subset of {', '.join(paper.ENVS)}")
+    parser.add_argument("--variants", nargs="+", metavar="VARIANT",
+                        help=f"Table I only: run just these columns ({', '.join(paper.TABLE1_VARIANTS)}); "
+                        "e.g. --variants soft for the Soft PPO runs Table II's prior is picked from")
     parser.add_argument("--scale", choices=tuple(SCALES), default="paper",
                         help="paper: 5M steps, 5 seeds, 100 episodes per seed; quick: "
                         f"{SCALES['quick'].steps:,} steps, {SCALES['quick'].seeds} seeds, {SCALES['quick'].episodes} episodes")
@@ -71,10 +75,11 @@ def parse_priors(items: list[str]) -> dict[str, str]:
 
 def describe_plan(reproduction: Reproduction) -> list[str]:
     scale, envs, sweep = reproduction.scale, reproduction.envs, reproduction.sweep
-    lines = [f"Table {reproduction.table}, scale {scale.label}: {scale.describe()}"]
+    lines = [f"Table {reproduction.table}, scale {scale.label}: {scale.describe()}",
+             f"  results (tables, result JSONs): {reproduction.out_dir}; run folders: {sweep.runs_dir}"]
     stages = []
     if reproduction.table == 1:
-        stages.append(("runs", table1_runs(envs, scale)))
+        stages.append(("runs", table1_runs(envs, scale, reproduction.variants)))
     elif reproduction.table == 3:
         stages.append(("runs", table3_runs(envs, scale)))
     else:
@@ -104,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:  # every check that can fail on bad input, before any simulation starts
         envs = check_envs(args.envs)
+        variants = check_variants(args.table, args.variants)
         scale = make_scale(args.scale, args.steps, args.seeds, args.episodes)
         priors = parse_priors(args.prior)
         if args.backend == "ray" and not (args.dry_run or args.report_only):
@@ -124,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     reproduction = Reproduction(
         table=args.table, envs=envs, scale=scale, sweep=sweep, out_dir=args.results / scale.label,
-        command=sweep.command, priors=priors,
+        command=sweep.command, priors=priors, variants=variants,
     )
     if args.dry_run:
         print("\n".join(describe_plan(reproduction)))

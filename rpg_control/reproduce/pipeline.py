@@ -20,7 +20,7 @@ from rpg_control.reproduce.plan import (
     table3_runs,
 )
 from rpg.utils.atomic import write_json_atomic, write_text_atomic
-from rpg_control.reproduce.store import REPO_ROOT, copy_checkpoint_slim, read_json, utc_now
+from rpg_control.reproduce.store import REPO_ROOT, copy_checkpoint_slim, read_json, result_commits, utc_now
 from rpg_control.reproduce.sweep import Sweep, SweepReport
 
 DEFAULT_RESULTS_ROOT = REPO_ROOT / "results" / "mujoco"
@@ -36,6 +36,7 @@ class Reproduction:
     out_dir: Path  # results/mujoco/<scale label>/
     command: str = ""
     priors: dict[str, str] = field(default_factory=dict)  # env -> prior checkpoint given on the command line
+    variants: tuple[str, ...] = paper.TABLE1_VARIANTS  # Table I columns to run (the table shows all four)
     report: SweepReport = field(default_factory=SweepReport)
 
     # -- priors (Table II) -----------------------------------------------------------------------
@@ -81,18 +82,22 @@ class Reproduction:
             "source_checkpoint": _relative(source),
             "eval_best": result["eval"]["best"],
             "picked_at": utc_now(),
-            "commit": result["commit"],
+            "commits": result_commits(result),
+            "source_checkpoint_step": ((result.get("evaluated_checkpoints") or {}).get("best") or {}
+                                       ).get("checkpoint_step"),
         }
         write_json_atomic(target.with_suffix(".json"), record)
         record.update(path=_relative(target), sha256=file_sha256(target))
         return record
 
     # -- plans -----------------------------------------------------------------------------------
-    def cells(self, priors: dict[str, dict], envs: list[str]) -> dict[tuple[str, str], list[RunSpec]]:
-        """(env, column) -> the seeds' run specs of one table cell group."""
+    def cells(self, priors: dict[str, dict], envs: list[str], to_run: bool = False
+              ) -> dict[tuple[str, str], list[RunSpec]]:
+        """(env, column) -> the seeds' run specs of one table cell group (``to_run``: only the
+        ``--variants`` columns of Table I; the table itself shows every column that has results)."""
         cells: dict[tuple[str, str], list[RunSpec]] = {}
         if self.table == 1:
-            for spec in table1_runs(envs, self.scale):
+            for spec in table1_runs(envs, self.scale, self.variants if to_run else paper.TABLE1_VARIANTS):
                 cells.setdefault((spec.env, spec.variant), []).append(spec)
         elif self.table == 3:
             for spec in table3_runs(envs, self.scale):
@@ -121,7 +126,7 @@ class Reproduction:
                 if env not in priors and (picked := self.pick_prior(env)) is not None:
                     priors[env] = picked
         if execute:
-            cells = self.cells(priors, self.envs)
+            cells = self.cells(priors, self.envs, to_run=True)
             self._merge(self.sweep.run([spec for specs in cells.values() for spec in specs]))
         self.write_outputs(priors)
         missing_priors = [env for env in self.envs if self.table == 2 and env not in priors]

@@ -20,8 +20,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from rpg_control.reproduce.plan import RunSpec
+from rpg_control.run_lock import run_lock
 from rpg.utils.atomic import write_bytes_atomic, write_json_atomic
-from rpg_control.reproduce.store import git_commit, machine, read_json, source_fingerprint, utc_now
+from rpg.utils.provenance import provenance, utc_now
+from rpg_control.reproduce.store import read_json, source_fingerprint, training_provenance
 
 DEFAULT_RUNNER = "rpg_control.reproduce.runner:train_and_evaluate"
 BACKENDS = ("local", "ray")
@@ -42,17 +44,17 @@ def execute_run(runner: str, spec: dict, run_dir: str, progress: bool, prior_blo
         # A remote worker without the driver's files receives the prior checkpoint by value.
         write_bytes_atomic(Path(run_spec.prior), prior_blob)
     # The code a run executes is the code at its start (it may change while a sweep goes on).
-    commit, source_sha256 = git_commit(), source_fingerprint()
+    worker_provenance, source_sha256 = provenance(), source_fingerprint()
     started_at, start = utc_now(), time.perf_counter()
-    payload = resolve_runner(runner)(run_spec, Path(run_dir), progress=progress)
+    with run_lock(run_dir):  # a second sweep over the same run is refused, naming this process
+        payload = resolve_runner(runner)(run_spec, Path(run_dir), progress=progress)
     return {
         "payload": payload,
-        "commit": commit,
+        "provenance": worker_provenance,
         "source_sha256": source_sha256,
         "wall_time_s": round(time.perf_counter() - start, 2),
         "started_at": started_at,
         "finished_at": utc_now(),
-        "machine": machine(),
     }
 
 
@@ -184,12 +186,16 @@ class Sweep:
     # -- bookkeeping -------------------------------------------------------------------------
     def _finish(self, spec: RunSpec, outcome: dict[str, Any], report: SweepReport) -> None:
         payload = outcome["payload"]
+        worker = outcome["provenance"]  # the process that trained (if needed) and evaluated this run
+        sessions = payload.get("training_sessions") or []
         result = {
             "run_id": spec.run_id,
             "spec": spec.to_dict(),
             "seed": spec.seed,
             "steps": spec.steps,
             "trained_steps": payload.get("trained_steps"),
+            "selection_metric": payload.get("selection_metric"),
+            "evaluated_checkpoints": payload.get("evaluated_checkpoints"),
             "eval": payload["eval"],
             "config": payload.get("config"),
             "checkpoints": payload.get("checkpoints", {}),
@@ -198,10 +204,15 @@ class Sweep:
             "wall_time_s": outcome["wall_time_s"],
             "started_at": outcome["started_at"],
             "finished_at": outcome["finished_at"],
-            "commit": outcome["commit"],
             "source_sha256": outcome["source_sha256"],
             "command": self.command,
-            "machine": outcome["machine"],
+            # Training and evaluation apart: a run trained in several sessions (killed, resumed), or
+            # evaluated again later, keeps the commit, machine and wall time of each step.
+            "provenance": {
+                "training": training_provenance(sessions),
+                "evaluation": {**worker, "wall_time_s": payload.get("evaluation_seconds"),
+                               "utc": outcome["finished_at"]},
+            },
         }
         write_json_atomic(self.result_path(spec), result)
         report.finished.append(spec)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from rpg_control.reproduce import paper
 from rpg_control.reproduce.plan import RunSpec, Scale
+from rpg_control.reproduce.store import result_commits, result_machine
 
 Figure = tuple[float, float]  # (mean, std)
 
@@ -96,8 +97,9 @@ def provenance(specs: list[RunSpec], results: dict[str, dict]) -> dict:
     return {
         "planned": len({s.run_id for s in specs}),
         "done": len(done),
-        "commits": sorted({r["commit"][:12] + ("-dirty" if r["commit"].endswith("-dirty") else "") for r in done}),
-        "machines": sorted({f"{r['machine']['host']} ({r['machine']['cpu_count']} CPUs)" for r in done}),
+        "commits": sorted({c[:12] + ("-dirty" if c.endswith("-dirty") else "")
+                           for r in done for c in result_commits(r)}),
+        "machines": sorted({result_machine(r) for r in done}),
         "wall_time_h": sum(r["wall_time_s"] for r in done) / 3600,
         "commands": sorted({r["command"] for r in done if r.get("command")}),
         "sources": sorted({r["source_sha256"][:12] for r in done if r.get("source_sha256")}),
