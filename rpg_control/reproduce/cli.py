@@ -49,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--episodes", type=int, help="evaluation episodes per seed (overrides the scale)")
     parser.add_argument("--jobs", type=int, default=1, help="runs at a time")
     parser.add_argument("--backend", choices=BACKENDS, default="local", help="local processes, or Ray (pip install 'rpg[distributed]')")
+    parser.add_argument("--worker-runs-dir", default="~/rpg-runs",
+                        help="Ray: run folders' root on each worker ('~' expands there); the driver gets results, "
+                        "and Soft PPO runs' best checkpoints, from the tasks, never from worker files")
     parser.add_argument("--ray-address", help="Ray cluster to join ('auto', 'ray://head:10001'); default: RAY_ADDRESS or a local Ray")
     parser.add_argument("--prior", action="append", default=[], metavar="ENV=CKPT",
                         help="Table II: customize this checkpoint instead of Table I's best Soft PPO run")
@@ -69,7 +72,7 @@ def parse_priors(items: list[str]) -> dict[str, str]:
             raise ValueError(f"--prior must look like ENV=CKPT with ENV in {', '.join(paper.ENVS)}, got {item!r}")
         if not Path(path).is_file():
             raise ValueError(f"--prior {env}: no such checkpoint file {path!r}")
-        priors[env] = path
+        priors[env] = str(Path(path).resolve())  # explicit: later reads do not depend on the current directory
     return priors
 
 
@@ -91,7 +94,7 @@ def describe_plan(reproduction: Reproduction) -> list[str]:
                 lines.append(f"  {env}: after these, the prior's evaluation and {later} customization runs (Greedy/KL/Residual × seeds)")
                 stages.append((f"{env}: Full Policy", full_policy_runs(env, scale)))
             else:
-                lines.append(f"  {env}: prior {prior['path']}")
+                lines.append(f"  {env}: prior {prior['display']}")
                 stages.append((f"{env}: prior row, customizations, Full Policy",
                                customization_runs(env, scale, prior["path"], prior["sha256"]) + full_policy_runs(env, scale)))
     for title, specs in stages:
@@ -122,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
             jobs=args.jobs,
             backend=args.backend,
             ray_address=args.ray_address,
+            worker_runs_dir=f"{args.worker_runs_dir.rstrip('/')}/{scale.label}",
             progress=not args.no_progress,
             command=shlex.join(["rpg", "control", "reproduce", *argv]),
         )

@@ -43,19 +43,24 @@ class Reproduction:
     def prior_path(self, env: str) -> Path:
         return self.out_dir / "priors" / f"{env}.pt"
 
-    def known_prior(self, env: str) -> dict | None:
+    def known_prior(self, env: str, report: bool = False) -> dict | None:
         """The prior checkpoint of ``env``: given on the command line, or already picked (and committed)."""
         if env in self.priors:
-            path = Path(self.priors[env])
-            return {"path": str(path), "sha256": file_sha256(path), "origin": "given with --prior"}
+            path = Path(self.priors[env]).resolve()
+            return {"path": str(path), "display": _relative(path), "sha256": file_sha256(path), "origin": "given with --prior"}
         path = self.prior_path(env)
         if path.exists():
             record = read_json(path.with_suffix(".json")) or {}
-            if record.get("source_run") and record["source_run"] not in {s.run_id for s in self.candidates(env)}:
+            candidates = self.candidates(env)
+            same = {s.run_id for s in candidates}
+            if report:  # a table of committed results: a candidate made under an earlier config still counts
+                same |= {r["matched_config"] for s in candidates if (r := self.sweep.load_for_report(s)) and
+                         r.get("matched_config")}
+            if record.get("source_run") and record["source_run"] not in same:
                 # Picked from Soft PPO runs of another config: pick again from the current ones.
                 self.sweep.log(f"reproduce: {_relative(path)} came from {record['source_run']}, not a current run; re-picking")
                 return None
-            record.update(path=_relative(path), sha256=file_sha256(path))
+            record.update(path=str(path.resolve()), display=_relative(path), sha256=file_sha256(path))
             return record
         return None
 
@@ -69,9 +74,10 @@ class Reproduction:
         if not finished:
             return None
         spec, result = max(finished, key=lambda item: item[1]["eval"]["best"]["basic"]["mean"])
-        source = Path(result["checkpoints"]["best"])
-        if not source.is_absolute():
-            source = REPO_ROOT / source
+        source = self.sweep.returned_best(spec)  # the bytes the run's task returned (any backend)
+        if not source.exists():  # results from before tasks returned them: the run folder's own best.pt
+            source = Path(result["checkpoints"]["best"])
+            source = source if source.is_absolute() else REPO_ROOT / source
         if not source.exists():
             raise FileNotFoundError(f"prior checkpoint {source} of {spec.run_id} is gone; pass --prior {env}=CKPT")
         target = self.prior_path(env)
@@ -87,7 +93,7 @@ class Reproduction:
                                        ).get("checkpoint_step"),
         }
         write_json_atomic(target.with_suffix(".json"), record)
-        record.update(path=_relative(target), sha256=file_sha256(target))
+        record.update(path=str(target.resolve()), display=_relative(target), sha256=file_sha256(target))
         return record
 
     # -- plans -----------------------------------------------------------------------------------
@@ -143,9 +149,10 @@ class Reproduction:
     def write_outputs(self, priors: dict[str, dict]) -> list[Path]:
         """The table and plots of every env with results at this scale (earlier sweeps' envs included)."""
         if self.table == 2:
-            priors = {**{env: p for env in paper.ENVS if (p := self.known_prior(env)) is not None}, **priors}
+            priors = {**{env: p for env in paper.ENVS if (p := self.known_prior(env, report=True)) is not None}, **priors}
         all_cells = self.cells(priors, list(paper.ENVS))
-        results = {s.run_id: r for specs in all_cells.values() for s in specs if (r := self.sweep.load(s)) is not None}
+        results = {s.run_id: r for specs in all_cells.values() for s in specs
+                   if (r := self.sweep.load_for_report(s)) is not None}
         envs = [env for env in paper.ENVS if env in self.envs or any(
             s.run_id in results for (e, _), specs in all_cells.items() if e == env for s in specs)]
         cells = {key: specs for key, specs in all_cells.items() if key[0] in envs}

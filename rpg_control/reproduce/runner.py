@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from rpg_control.reproduce.plan import PRIOR_EVALUATION, RunSpec
-from rpg_control.reproduce.store import REPO_ROOT
+from rpg_control.reproduce.store import REPO_ROOT, slim_checkpoint_bytes
 
 CURVE_KEYS = ("step", "episode_return_total", "episode_return_basic", "episode_return_addon", "addon_metric")
 EVAL_SEED_OFFSET = 10_000  # evaluation episodes never reuse a training seed's env resets
@@ -133,6 +133,9 @@ def train_and_evaluate(spec: RunSpec, run_dir: Path, progress: bool = True) -> d
     records = {name: checkpoint_record(path, name) for name, path in checkpoints.items()}
     return {
         "eval": evals,
+        # Table II's prior is picked among Table I's Soft PPO runs: return the bytes of their best
+        # checkpoint, so the driver never opens a file on a worker.
+        **({"best_checkpoint": slim_checkpoint_bytes(checkpoints["best"])} if _prior_candidate(spec) else {}),
         "config": dataclasses.asdict(config),
         "selection_metric": {"setting": config.selection_metric, "key": config.selection_key()},
         "evaluated_checkpoints": records,
@@ -144,6 +147,10 @@ def train_and_evaluate(spec: RunSpec, run_dir: Path, progress: bool = True) -> d
         "training_seconds": round(trained - start, 2),
         "evaluation_seconds": round(time.perf_counter() - trained, 2),
     }
+
+
+def _prior_candidate(spec: RunSpec) -> bool:
+    return spec.variant == "soft" and not spec.state_std
 
 
 def checkpoint_record(path: Path, name: str) -> dict:

@@ -13,28 +13,33 @@ import json
 from pathlib import Path
 from typing import Any
 
-from rpg.utils.atomic import copy_atomic, write_bytes_atomic
+from rpg.utils.atomic import write_bytes_atomic
 from rpg.utils.provenance import utc_now  # noqa: F401 - re-exported for the pipeline
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-def copy_checkpoint_slim(source: Path, target: Path, drop: tuple[str, ...] = ("optimizer", "rng")) -> None:
-    """Copy a torch checkpoint without its training-only state (optimizer moments, RNG), so the prior
-    a table needs is small enough to commit; a file that is no dict checkpoint is copied as is."""
+def slim_checkpoint_bytes(source: Path, drop: tuple[str, ...] = ("optimizer", "rng")) -> bytes:
+    """A torch checkpoint without its training-only state (optimizer moments, RNG), as bytes: small
+    enough to commit as a prior or to return from a remote task; a file that is no dict checkpoint
+    (a test's fake) is returned as is."""
     try:
         import torch
 
         payload = torch.load(source, map_location="cpu", weights_only=False)
     except Exception:  # not a torch file (e.g. a test's fake checkpoint)
-        copy_atomic(source, target)
-        return
+        return Path(source).read_bytes()
     if isinstance(payload, dict):
         for key in drop:
             payload.pop(key, None)
     buffer = io.BytesIO()
     torch.save(payload, buffer)
-    write_bytes_atomic(target, buffer.getvalue())
+    return buffer.getvalue()
+
+
+def copy_checkpoint_slim(source: Path, target: Path) -> None:
+    """Copy ``source`` without its training-only state (see :func:`slim_checkpoint_bytes`), atomically."""
+    write_bytes_atomic(target, slim_checkpoint_bytes(source))
 
 
 def read_json(path: Path) -> Any | None:
