@@ -346,6 +346,14 @@ def test_paper_scale_table2_plan_shares_the_soft_ppo_runs_of_table1(tmp_path, mo
     assert "--variants selects Table I columns" in capsys.readouterr().err
 
 
+def test_the_docs_page_holds_the_committed_tables_verdicts():
+    """docs/mujoco_reproduction.md's verdict lines are the tables' own (rerun claims_page after --report-only)."""
+    from rpg_control.reproduce import claims_page
+
+    assert claims_page.main(["--check"]) == 0
+    assert "**Verdicts, mean action**" in claims_page.generated_text()
+
+
 @pytest.mark.slow
 def test_ray_backend_dispatches_runs(tmp_path):
     pytest.importorskip("ray")

@@ -123,7 +123,8 @@ class Reproduction:
 
     def run(self, execute: bool = True) -> int:
         """Run what is missing (unless ``execute`` is False), then write the tables. Exit code."""
-        priors = {env: p for env in self.envs if (p := self.known_prior(env)) is not None} if self.table == 2 else {}
+        priors = {env: p for env in self.envs if (p := self.known_prior(env, report=not execute)) is not None
+                  } if self.table == 2 else {}
         if execute and self.table == 2:
             # Stage 1: the Soft PPO runs a missing prior is picked from.
             stage1 = [s for env in self.envs if env not in priors for s in self.candidates(env)]

@@ -1,9 +1,11 @@
-"""Markdown tables laid out like the paper's, our numbers beside the paper's, and the claims check.
+"""Markdown tables laid out like the paper's, our numbers beside the paper's, and the claims' verdicts.
 
 Every table is built from result JSONs only, so it can be regenerated anywhere the results are
-committed. Figures pool all evaluation episodes of a row (as the paper pools 500 episodes over 5
-seeds): the pooled mean is the episode-weighted mean of the per-run means and the pooled std is
-that of the union of episodes, sqrt(E[std² + mean²] − mean²).
+committed. A cell's figure pools all evaluation episodes of its seeds (as the paper pools 500 episodes
+over 5 seeds): the pooled mean is the episode-weighted mean of the per-run means and the pooled std is
+that of the union of episodes, sqrt(E[std² + mean²] − mean²). "Best performance" in Tables I and III
+is the best seed's best checkpoint (the paper's definition); Table II shows best- and last-checkpoint
+rows. Verdicts test the seeds' means, not the pooled episodes (``verdicts``).
 """
 
 from __future__ import annotations
