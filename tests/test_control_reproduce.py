@@ -151,10 +151,12 @@ def test_killed_sweep_resumes_skips_finished_runs_and_writes_nothing_partial(tmp
     markdown = (results / "table2.md").read_text()
     assert "Scale: `steps400-seeds2-episodes3`" in markdown and "5357.0 ± 377.8" in markdown
     # pooled over seeds 0 and 1 (fake: 35 ± 1 and 36 ± 2 → 35.5 ± sqrt(2.75)), bold: best total below the Full Policy
-    assert "| Residual PPO | ours, best ckpt | **35.5 ± 1.7** | 34.5 ± 1.7 | 35.50 ± 1.66 | 36.5 ± 1.7 | 400, 400 |" in markdown
+    assert ("| Residual PPO | ours, best ckpt | **35.5 ± 1.7** | 34.5 ± 1.7 | 35.50 ± 1.66 | 36.5 ± 1.7 | 400, 400 |"
+            in markdown)
     assert "|  | ours, last ckpt | **33.5 ± 1.7** | 32.5 ± 1.7 | 33.50 ± 1.66 | 34.5 ± 1.7 | 400, 400 |" in markdown
     stochastic = (results / "table2_stochastic.md").read_text()
-    assert "stochastic evaluation" in stochastic and "| Residual PPO | ours, best ckpt | **135.5 ± 1.7** |" in stochastic
+    assert "stochastic evaluation" in stochastic
+    assert "| Residual PPO | ours, best ckpt | **135.5 ± 1.7** |" in stochastic
     for png in ("table2_curves.png", "table2_tradeoff.png", "table2_tradeoff_stochastic.png"):
         assert (results / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -253,7 +255,8 @@ def test_verdicts_test_the_gap_against_its_uncertainty_over_seeds():
     fixed = compare(Cell((10.0, 11.0, 10.5, 10.0, 11.0)), Cell((7.5,), fixed_se=0.1))
     variances = (0.25 / 5, 0.1**2)  # seeds' variance / n; the fixed cell's squared standard error
     dof = sum(variances) ** 2 / (variances[0] ** 2 / 4)  # Welch-Satterthwaite: 5.76, rounded down to 5
-    assert fixed.verdict == "reproduced" and fixed.threshold == pytest.approx(t_quantile(dof) * math.sqrt(sum(variances)))
+    assert fixed.verdict == "reproduced"
+    assert fixed.threshold == pytest.approx(t_quantile(dof) * math.sqrt(sum(variances)))
     assert t_quantile(dof) == 2.571
     assert compare(None, b) is None
 
@@ -274,8 +277,9 @@ def test_table2_claims_and_rows_use_every_seed_and_both_checkpoints():
     totals = {"prior": [5.0], "greedy": [0.0, 1.0], "kl": [90.0, 110.0], "residual": [100.0, 101.0]}
     results = {spec.run_id: result(spec, totals[spec.variant][spec.seed], 4 if spec.seed else None) for spec in prior}
     greedy_best, greedy_last, kl_best, _, addon_best, _ = tables.table2_claims("hopper", cells, results)
-    assert greedy_best.startswith("Residual PPO's total reward above Greedy PPO's (best checkpoints): **reproduced** "
-                                  "— Residual 100.5 vs Greedy PPO 0.5 (d = +100.0, se = 0.7, needs |d| > 3.0; seeds 2 vs 2)")
+    assert greedy_best.startswith(
+        "Residual PPO's total reward above Greedy PPO's (best checkpoints): **reproduced** "
+        "— Residual 100.5 vs Greedy PPO 0.5 (d = +100.0, se = 0.7, needs |d| > 3.0; seeds 2 vs 2)")
     assert "(paper: 4401.4 vs 3714.5)" in greedy_best and "(last checkpoints)" in greedy_last
     assert "**inconclusive** — Residual 100.5 vs KL PPO 100.0" in kl_best
     assert "seeds 2 vs one checkpoint" in addon_best
@@ -373,8 +377,9 @@ def test_ray_without_a_shared_folder_runs_a_table2_plan_that_ships_a_prior(tmp_p
     pytest.importorskip("ray")
     driver_cwd, worker_root = tmp_path / "driver_cwd", tmp_path / "worker_runs"
     driver_cwd.mkdir()
-    done = reproduce(tmp_path, "--table", "2", "--envs", "halfcheetah", "--steps", "8", "--seeds", "1", "--episodes", "1",
-                     "--jobs", "2", "--backend", "ray", "--worker-runs-dir", str(worker_root), cwd=driver_cwd,
+    done = reproduce(tmp_path, "--table", "2", "--envs", "halfcheetah", "--steps", "8", "--seeds", "1",
+                     "--episodes", "1", "--jobs", "2", "--backend", "ray", "--worker-runs-dir", str(worker_root),
+                     cwd=driver_cwd,
                      env={"FAKE_WORKER_ROOT": str(worker_root), "FAKE_DRIVER_CWD": str(driver_cwd)})
     assert done.returncode == 0, done.stderr[-3000:]
     results = tmp_path / "results" / "steps8-seeds1-episodes1"

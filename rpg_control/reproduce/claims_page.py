@@ -44,9 +44,9 @@ def table_block(path: Path) -> list[str]:
     title = text.splitlines()[0].lstrip("# ").strip()
     relative = path.relative_to(REPO_ROOT)
     scale = next((line for line in text.splitlines() if line.startswith("**Scale:")), "").split(". Paper:")[0]
+    stochastic = relative.with_name(path.stem + "_stochastic.md")
     lines = [f"### {title} — `{relative.parent.relative_to('results/mujoco')}`", "",
-             f"[{relative.name}](../{relative}) · [sampled actions](../{relative.with_name(path.stem + '_stochastic.md')}). "
-             f"{scale}.", ""]
+             f"[{relative.name}](../{relative}) · [sampled actions](../{stochastic}). {scale}.", ""]
     for mode, source in (("mean action", path), ("sampled actions", path.with_name(path.stem + "_stochastic.md"))):
         claims = _section(source.read_text(), "## Claims") if source.exists() else []
         lines += [f"**Verdicts, {mode}** ({_counts(claims) or 'none'}):", ""] + claims + [""]

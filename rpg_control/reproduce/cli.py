@@ -4,7 +4,9 @@
 
 Plans every run the table needs, runs the missing ones ``--jobs`` at a time (local processes, or
 Ray with ``--backend ray``), and writes ``results/mujoco/<scale>/table<N>.md`` with PNG plots.
-Killed? Run the same command again: finished runs are skipped, unfinished ones resume.
+Killed? Run the same command again: finished runs are skipped, unfinished ones resume. ``--variants``
+runs only some of Table I's columns (``--variants soft``: the Soft PPO runs Table II's prior is picked
+from). See docs/mujoco_reproduction.md.
 """
 
 from __future__ import annotations

@@ -47,7 +47,8 @@ class Reproduction:
         """The prior checkpoint of ``env``: given on the command line, or already picked (and committed)."""
         if env in self.priors:
             path = Path(self.priors[env]).resolve()
-            return {"path": str(path), "display": _relative(path), "sha256": file_sha256(path), "origin": "given with --prior"}
+            return {"path": str(path), "display": _relative(path), "sha256": file_sha256(path),
+                    "origin": "given with --prior"}
         path = self.prior_path(env)
         if path.exists():
             record = read_json(path.with_suffix(".json")) or {}
@@ -150,7 +151,8 @@ class Reproduction:
     def write_outputs(self, priors: dict[str, dict]) -> list[Path]:
         """The table and plots of every env with results at this scale (earlier sweeps' envs included)."""
         if self.table == 2:
-            priors = {**{env: p for env in paper.ENVS if (p := self.known_prior(env, report=True)) is not None}, **priors}
+            known = {env: p for env in paper.ENVS if (p := self.known_prior(env, report=True)) is not None}
+            priors = {**known, **priors}
         all_cells = self.cells(priors, list(paper.ENVS))
         results = {s.run_id: r for specs in all_cells.values() for s in specs
                    if (r := self.sweep.load_for_report(s)) is not None}

@@ -208,7 +208,8 @@ def _basic_task_sections(envs, columns, titles, rows_specs, results, mode, paper
     """Average (last checkpoints, pooled), best (the best seed's best checkpoint, like the paper) and, as an
     extra, every seed's best checkpoint pooled."""
     lines = ["## Average performance (final policy of each seed, all episodes pooled)", ""]
-    ours = {env: {c: collect(rows_specs[(env, c)], results, mode).get("last", "basic") for c in columns} for env in envs}
+    rows = {key: collect(specs, results, mode) for key, specs in rows_specs.items() if key[0] in envs}
+    ours = {env: {c: rows[(env, c)].get("last", "basic") for c in columns} for env in envs}
     theirs = {env: {c: paper_table["average"][env][c] for c in columns} for env in envs}
     lines += _compare_table(envs, columns, titles, ours, theirs) + [""]
     lines += ["## Best performance (the best seed's best checkpoint)", "",
@@ -223,7 +224,7 @@ def _basic_task_sections(envs, columns, titles, rows_specs, results, mode, paper
         notes = ", ".join(f"{titles[c]}: {_best_seed_note(b[1])}" for c, b in best[env].items() if b)
         lines.append(f"- {paper.ENV_TITLES[env]}: {notes or '—'}.")
     lines += ["", "## Best checkpoints of every seed, pooled (extra column set; not the paper's definition)", ""]
-    ours = {env: {c: collect(rows_specs[(env, c)], results, mode).get("best", "basic") for c in columns} for env in envs}
+    ours = {env: {c: rows[(env, c)].get("best", "basic") for c in columns} for env in envs}
     lines += _compare_table(envs, columns, titles, ours, theirs) + [""]
     lines.append("Env steps of each seed's evaluated best checkpoint: " + "; ".join(
         f"{paper.ENV_TITLES[env]} {titles[c]}: {checkpoint_steps(rows_specs[(env, c)], results, 'best')}"
@@ -235,8 +236,8 @@ def _basic_task_sections(envs, columns, titles, rows_specs, results, mode, paper
 def _verdict_note() -> str:
     return ("Verdicts: a claim \"A above B\" is *reproduced* when the difference of the seeds' mean figures d exceeds "
             "t·se (se over seeds, Welch's t at 95%, two-sided; `rpg_control/reproduce/verdicts.py`), *opposite* when "
-            "−d does, else *inconclusive*. With 2 seeds per cell Welch's degrees of freedom lie between 1 and 2, so t is "
-            "4.3 to 12.7: only gaps several times the seed spread pass.")
+            "−d does, else *inconclusive*. With 2 seeds per cell Welch's degrees of freedom lie between 1 and 2, "
+            "so t is 4.3 to 12.7: only gaps several times the seed spread pass.")
 
 
 def table1_markdown(envs, scale, specs_by_cell, results, command, mode="deterministic") -> str:
@@ -251,7 +252,8 @@ def table1_markdown(envs, scale, specs_by_cell, results, command, mode="determin
     for env in envs:
         for checkpoint, paper_key in (("last", "average"), ("best", "best")):
             mine = seed_cell(specs_by_cell[(env, "soft")], results, checkpoint, "basic", mode)
-            others = {v: seed_cell(specs_by_cell[(env, v)], results, checkpoint, "basic", mode) for v in variants if v != "soft"}
+            others = {v: seed_cell(specs_by_cell[(env, v)], results, checkpoint, "basic", mode)
+                      for v in variants if v != "soft"}
             theirs = paper.TABLE1[paper_key][env]
             paper_numbers = f"paper: Soft {theirs['soft'][0]:.1f} vs " + ", ".join(
                 f"{paper.TABLE1_TITLES[v]} {theirs[v][0]:.1f}" for v in others)
@@ -266,13 +268,15 @@ def table3_markdown(envs, scale, specs_by_cell, results, command, mode="determin
     lines = header("Table III — Soft PPO: global vs state-dependent std (basic reward)", scale, command,
                    provenance(all_specs, results), mode)
     lines[2] = lines[2].replace("{N}", "3")
-    lines += _basic_task_sections(envs, paper.TABLE3_STDS, paper.TABLE3_TITLES, specs_by_cell, results, mode, paper.TABLE3)
+    lines += _basic_task_sections(envs, paper.TABLE3_STDS, paper.TABLE3_TITLES, specs_by_cell, results, mode,
+                                  paper.TABLE3)
     lines += ["## Claims", "", _verdict_note(), ""]
     for env in envs:
         for checkpoint, paper_key in (("last", "average"), ("best", "best")):
             cells = [seed_cell(specs_by_cell[(env, s)], results, checkpoint, "basic", mode) for s in paper.TABLE3_STDS]
             theirs = paper.TABLE3[paper_key][env]
-            label = f"{paper.ENV_TITLES[env]}, {checkpoint} checkpoints ({paper_key} performance): global std above state std"
+            label = (f"{paper.ENV_TITLES[env]}, {checkpoint} checkpoints ({paper_key} performance): "
+                     "global std above state std")
             line = claim_line(label, cells[0], cells[1], ("global", "state"))
             lines.append(f"- {line} (paper: {theirs['global'][0]:.1f} vs {theirs['state'][0]:.1f}).")
     return "\n".join(lines) + "\n"
@@ -304,7 +308,8 @@ def _table2_env_block(env, specs_by_cell, results, mode, prior) -> list[str]:
         lines += [f"Prior: `{prior.get('display', prior.get('path'))}` (sha256 {str(prior.get('sha256'))[:12]}), "
                   f"{prior.get('origin', '')}.", ""]
     metric_title = paper.ADDON_METRIC_TITLES[env].replace("|", "\\|")
-    lines.append(f"| Policy | | Total reward | Basic reward | {metric_title} | Add-on reward | checkpoint steps (per seed) |")
+    lines.append(f"| Policy | | Total reward | Basic reward | {metric_title} | Add-on reward | "
+                 "checkpoint steps (per seed) |")
     lines.append("|---|---|---|---|---|---|---|")
     ours = {c: table2_rows([env], specs_by_cell, results, mode, c)[env] for c in ("best", "last")}
     theirs = {p: dict(zip(TABLE2_QUANTITIES, paper.TABLE2[env][p])) for p in paper.TABLE2_POLICIES}
@@ -342,7 +347,8 @@ def table2_markdown(envs, scale, specs_by_cell, results, command, priors: dict[s
         lines += _table2_env_block(env, specs_by_cell, results, mode, priors.get(env))
     lines += ["## Claims", "", _verdict_note(), ""]
     for env in envs:
-        lines += [f"- {paper.ENV_TITLES[env]}:"] + ["  - " + claim for claim in table2_claims(env, specs_by_cell, results, mode)]
+        claims = table2_claims(env, specs_by_cell, results, mode)
+        lines += [f"- {paper.ENV_TITLES[env]}:"] + ["  - " + claim for claim in claims]
     return "\n".join(lines) + "\n"
 
 
@@ -353,6 +359,7 @@ def table2_claims(env: str, specs_by_cell, results, mode: str = "deterministic")
         for checkpoint in ("best", "last"):
             cells = [seed_cell(specs_by_cell.get((env, policy), []), results, checkpoint, quantity, mode)
                      for policy in ("residual", other)]
-            line = claim_line(f"{label} ({checkpoint} checkpoints)", cells[0], cells[1], ("Residual", paper.TABLE2_TITLES[other]))
+            names = ("Residual", paper.TABLE2_TITLES[other])
+            line = claim_line(f"{label} ({checkpoint} checkpoints)", cells[0], cells[1], names)
             claims.append(f"{line} (paper: {theirs['residual'][quantity][0]:.1f} vs {theirs[other][quantity][0]:.1f}).")
     return claims
