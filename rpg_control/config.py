@@ -40,6 +40,17 @@ CUSTOMIZATION_VARIANTS = ("greedy", "kl", "residual")
 VARIANTS = ENTROPY_VARIANTS + ("full",) + CUSTOMIZATION_VARIANTS
 
 
+# selection_metric -> the logged training return (mean of the last ``episode_window`` episodes) it names.
+# "task" is the paper's choice and today's default: the return of the task the variant trains on, i.e. the
+# basic return r for the entropy variants and the total return r + r_R for Full Policy, Greedy, KL and
+# Residual PPO. Note that for Greedy PPO "task" (= "total") lets the checkpoint selection see the basic
+# reward r that Greedy PPO's training reward deliberately leaves out; "addon" selects on r_R alone.
+SELECTION_METRICS = {"total": "episode_return_total", "basic": "episode_return_basic", "addon": "episode_return_addon"}
+SELECTION_CHOICES = ("task",) + tuple(SELECTION_METRICS)
+# Iteration-based spacing of earlier versions; load_config still accepts it (× batch size = env steps).
+LEGACY_CHECKPOINT_KEY = "checkpoint_every"
+
+
 class ConfigError(ValueError):
     """Bad user input, reported as one line before any expensive work."""
 
@@ -78,7 +89,12 @@ class TrainConfig:
     reward_scale: float = 1.0
     critic_warmup_fraction: float = 0.05
     episode_window: int = 32
-    checkpoint_every: int = 20
+    # Env steps between checkpoints (last.pt is rewritten; best.pt is replaced when the selection
+    # metric improved). In env steps, not iterations, so an env with a large batch (Ant: 8192 steps
+    # per iteration) gets as many best-checkpoint candidates per million steps as the others.
+    checkpoint_every_steps: int = 40960
+    # The logged training return that picks best.pt (see SELECTION_METRICS).
+    selection_metric: str = "task"
     alpha: float = 0.0
     omega_prime: float = 0.0
     alpha_hat: float = 0.0
@@ -101,9 +117,12 @@ class TrainConfig:
             return RewardCoefficients.soft(self.alpha), 0.0, "full"
         return RewardCoefficients.residual(self.omega_prime, self.alpha_hat), 0.0, "addon"
 
-    def selection_metric(self) -> str:
-        """The logged return that picks best.pt: the basic return on the basic task, else the total."""
-        return "episode_return_basic" if self.variant in ENTROPY_VARIANTS else "episode_return_total"
+    def selection_key(self) -> str:
+        """The metrics.jsonl column that picks best.pt (``selection_metric`` resolved for this variant)."""
+        choice = self.selection_metric
+        if choice == "task":
+            choice = "basic" if self.variant in ENTROPY_VARIANTS else "total"
+        return SELECTION_METRICS[choice]
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -136,6 +155,11 @@ def load_config(env: str, variant: str, overrides: dict | None = None) -> TrainC
     values.update(env_file.get("variants", {}).get(variant, {}))
     values.update({k: v for k, v in (overrides or {}).items() if v is not None or k in ("prior", "value_clip_range")})
     values["env"], values["variant"] = env, variant
+    if LEGACY_CHECKPOINT_KEY in values:  # old key, in iterations (scripts, benchmarks)
+        iterations = values.pop(LEGACY_CHECKPOINT_KEY)
+        if not isinstance(iterations, int) or isinstance(iterations, bool) or iterations <= 0:
+            raise ConfigError(f"{LEGACY_CHECKPOINT_KEY} must be a positive integer, got {iterations!r}")
+        values["checkpoint_every_steps"] = iterations * values.get("num_envs", 1) * values.get("steps_per_env", 1)
     unknown = sorted(set(values) - set(_FIELDS))
     if unknown:
         raise ConfigError(f"unknown config key(s): {', '.join(unknown)}")
@@ -161,7 +185,8 @@ def validate_config(config: TrainConfig) -> None:
             raise ConfigError(f"{name} must be a finite number >= 0, got {value!r}")
     if config.reward_scale == 0:
         raise ConfigError("reward_scale must be > 0")
-    positive_ints = ("total_steps", "num_envs", "steps_per_env", "num_epochs", "num_minibatches", "episode_window", "checkpoint_every")
+    positive_ints = ("total_steps", "num_envs", "steps_per_env", "num_epochs", "num_minibatches", "episode_window",
+                     "checkpoint_every_steps")
     for name in positive_ints:
         value = getattr(config, name)
         if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
@@ -178,6 +203,9 @@ def validate_config(config: TrainConfig) -> None:
         raise ConfigError(f"gamma and gae_lambda must lie in [0, 1], got {config.gamma}, {config.gae_lambda}")
     if not 0 <= config.critic_warmup_fraction < 1:
         raise ConfigError(f"critic_warmup_fraction must lie in [0, 1), got {config.critic_warmup_fraction}")
+    if config.selection_metric not in SELECTION_CHOICES:
+        choices = ", ".join(SELECTION_CHOICES)
+        raise ConfigError(f"unknown selection_metric {config.selection_metric!r}; choose one of: {choices}")
     if config.lr_schedule not in ("adaptive", "fixed", "linear"):
         raise ConfigError(f"unknown lr_schedule {config.lr_schedule!r}; choose one of: adaptive, fixed, linear")
     if config.std_type not in ("global", "state"):

@@ -28,6 +28,7 @@ from rpg_control.checkpoint import FORMAT, PriorPolicy, load_checkpoint, load_pr
 from rpg_control.config import ConfigError, TrainConfig, validate_config
 from rpg_control.envs import get_env_spec, make_vec_env
 from rpg.utils.provenance import provenance
+from rpg_control.run_lock import run_lock
 
 _RESUME_KEYS = ("env", "variant", "num_envs", "steps_per_env", "actor_hidden", "critic_hidden", "activation", "std_type", "alpha", "omega_prime", "alpha_hat")
 
@@ -83,9 +84,17 @@ def _check_resume(saved: dict, config: TrainConfig, path: Path) -> None:
 
 
 def train(config: TrainConfig, run_dir: str | Path, progress: bool = True) -> Path:
-    """Train ``config`` in ``run_dir`` (resuming from ``checkpoints/last.pt``); return ``run_dir``."""
+    """Train ``config`` in ``run_dir`` (resuming from ``checkpoints/last.pt``); return ``run_dir``.
+
+    Holds ``run_dir``'s lock for the whole run: a second trainer on the same folder is refused in one
+    line naming the holder (see ``rpg_control.run_lock``).
+    """
     validate_config(config)
-    run_dir = Path(run_dir)
+    with run_lock(run_dir):
+        return _train_locked(config, Path(run_dir), progress)
+
+
+def _train_locked(config: TrainConfig, run_dir: Path, progress: bool) -> Path:
     checkpoint_dir = run_dir / "checkpoints"
     last_path, best_path = checkpoint_dir / "last.pt", checkpoint_dir / "best.pt"
     spec = get_env_spec(config.env)
@@ -117,12 +126,17 @@ def train(config: TrainConfig, run_dir: str | Path, progress: bool = True) -> Pa
         except ValueError:  # a checkpoint from before the actor/critic parameter groups
             print(f"warning: {last_path}: optimizer state has another layout; Adam restarts", file=sys.stderr)
         normalizer.load_state_dict(resume["normalizer"])
-        step, iteration, best_score = resume["step"], resume["iteration"], resume["best_score"]
+        step, iteration = resume["step"], resume["iteration"]
         torch.set_rng_state(resume["rng"]["torch"])
+    best_score, best_step = _best_so_far(resume, best_path, config)
+    sessions = list((resume or {}).get("training_sessions") or [])
     warmup_steps = int(config.critic_warmup_fraction * config.total_steps) if prior is not None else 0
     run_provenance = provenance()
+    session_start_step, selection_key = step, config.selection_key()
 
-    def checkpoint_payload() -> dict:
+    def checkpoint_payload(score) -> dict:
+        session = {"start_step": session_start_step, "end_step": step, "provenance": run_provenance,
+                   "wall_seconds": last_row.get("wall_seconds"), "steps_per_second": last_row.get("steps_per_second")}
         return {
             "format": FORMAT,
             "config": config.to_dict(),
@@ -130,6 +144,9 @@ def train(config: TrainConfig, run_dir: str | Path, progress: bool = True) -> Pa
             "step": step,
             "iteration": iteration,
             "best_score": best_score,
+            "best_step": best_step,
+            # the selection metric's value when this checkpoint was written (None: no episode finished yet)
+            "selection": {"metric": selection_key, "setting": config.selection_metric, "value": score},
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
             "normalizer": normalizer.state_dict(),
@@ -138,6 +155,8 @@ def train(config: TrainConfig, run_dir: str | Path, progress: bool = True) -> Pa
             "rng": {"torch": torch.get_rng_state()},
             "metrics": last_row,
             "provenance": run_provenance,
+            # one entry per process that trained this run (a killed and resumed run has several)
+            "training_sessions": sessions + [session],
         }
 
     # --- the run ----------------------------------------------------------------------------
@@ -253,32 +272,63 @@ def train(config: TrainConfig, run_dir: str | Path, progress: bool = True) -> Pa
             for key, value in row.items():
                 if isinstance(value, (int, float)) and not isinstance(value, bool) and key not in ("step", "iteration"):
                     writer.add_scalar(key, value, step)
-            bar.update(step, row.get(config.selection_metric()))
+            bar.update(step, row.get(selection_key))
 
             # 4. checkpoints ---------------------------------------------------------------------
             done = step >= config.total_steps
-            if iteration % config.checkpoint_every == 0 or done:
-                score = row.get(config.selection_metric())
+            every = config.checkpoint_every_steps
+            if step // every > (step - T * N) // every or done:  # crossed a multiple of checkpoint_every_steps
+                score = row.get(selection_key)
+                # best.pt before last.pt: killed between the two, the resumed run reads the new best score
+                # from best.pt (_best_so_far), so no kill point lets a worse policy replace the best one.
                 if score is not None and score > best_score and not warming_up:
-                    best_score = score
-                    save_atomic(checkpoint_payload(), best_path)
-                save_atomic(checkpoint_payload(), last_path)
+                    best_score, best_step = score, step
+                    save_atomic(checkpoint_payload(score), best_path)
+                save_atomic(checkpoint_payload(score), last_path)
     finally:
         bar.close()
         metrics_file.close()
         writer.close()
         envs.close()
     if not best_path.exists():  # no episode finished yet: the last policy is the best we know
-        save_atomic(checkpoint_payload(), best_path)
+        best_step = step
+        save_atomic(checkpoint_payload(last_row.get(selection_key)), best_path)
     return run_dir
 
 
+def _best_so_far(resume: dict | None, best_path: Path, config: TrainConfig) -> tuple[float, int | None]:
+    """(best score, its step) to resume with: the higher of last.pt's record and best.pt's own score.
+
+    best.pt is written before last.pt, so a run killed between the two has a best.pt newer than
+    last.pt's record; trusting last.pt alone would let the resumed run replace it with a worse policy.
+    """
+    best_score, best_step = -math.inf, None
+    if resume is not None:
+        best_score, best_step = resume["best_score"], resume.get("best_step")
+    if best_path.exists():
+        saved = load_checkpoint(best_path)
+        _check_resume(saved["config"], config, best_path)
+        if saved.get("best_score") is not None and saved["best_score"] > best_score:
+            best_score, best_step = saved["best_score"], saved["step"]
+    return best_score, best_step
+
+
 def _drop_rows_after(path: Path, step: int) -> None:
-    """Keep only the metrics rows up to ``step`` (atomic rewrite), so a resumed run's log has no repeats."""
+    """Keep only the metrics rows up to ``step`` (atomic rewrite), so a resumed run's log has no repeats.
+
+    A line cut short by a kill mid-write (not valid JSON) is dropped: its iteration is redone anyway.
+    """
     if not path.exists():
         return
     lines = path.read_text().splitlines()
-    kept = [line for line in lines if line.strip() and json.loads(line)["step"] <= step]
+    kept = []
+    for line in lines:
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict) and isinstance(row.get("step"), int) and row["step"] <= step:
+            kept.append(line)
     if len(kept) != len(lines):
         write_text_atomic(path, "".join(line + "\n" for line in kept))
 

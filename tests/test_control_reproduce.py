@@ -46,6 +46,10 @@ def fake_runner(spec: RunSpec, run_dir: Path, progress: bool = True) -> dict:
     calls = len(log.read_text().splitlines())
     if spec.prior is not None:
         assert Path(spec.prior).is_file(), spec.prior
+    worker_root = os.environ.get("FAKE_WORKER_ROOT")
+    if worker_root:  # a worker without the driver's files: everything it touches lies under its own root
+        assert str(run_dir).startswith(worker_root) and os.getcwd() != os.environ["FAKE_DRIVER_CWD"], run_dir
+        assert spec.prior is None or spec.prior.startswith(worker_root), spec.prior
     curve = []
     for chunk in range(1, CHUNKS + 1 if spec.variant != "prior" else 1):
         step = spec.steps * chunk // CHUNKS
@@ -64,7 +68,10 @@ def fake_runner(spec: RunSpec, run_dir: Path, progress: bool = True) -> dict:
                for key, offset in (("total", 0.0), ("basic", -1.0), ("addon", 1.0), ("addon_metric", 0.0))}
     shifted = lambda delta: {k: {"mean": v["mean"] + delta, "std": v["std"]} for k, v in figures.items()}  # noqa: E731
     evals = {"best": figures, "last": shifted(-2.0), "best_stochastic": shifted(100.0), "last_stochastic": shifted(98.0)}
-    return {"eval": evals,
+    record = {"checkpoint_step": spec.steps if spec.variant != "prior" else 0,
+              "selection_metric": "episode_return_total", "selection_value": score}
+    returned = {"best_checkpoint": (run_dir / "checkpoints" / "best.pt").read_bytes()} if spec.variant == "soft" else {}
+    return {**returned, "eval": evals, "evaluated_checkpoints": {"best": record, "last": record},
             "trained_steps": spec.steps, "resumed_from_step": resumed, "curve": curve,
             "checkpoints": {"best": str(run_dir / "checkpoints" / "best.pt"), "last": str(checkpoint)}}
 
@@ -74,12 +81,13 @@ def config_fingerprint(spec: RunSpec) -> str | None:
     return None if spec.variant == "prior" else os.environ.get("FAKE_CONFIG") or None
 
 
-def reproduce(tmp_path: Path, *args: str, kill_at: int = 0, check: bool = False) -> subprocess.CompletedProcess:
-    env = dict(os.environ, FAKE_LOG=str(tmp_path / "calls.jsonl"), FAKE_KILL_AT=str(kill_at),
+def reproduce(tmp_path: Path, *args: str, kill_at: int = 0, check: bool = False, cwd: Path | None = None,
+              env: dict | None = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ, FAKE_LOG=str(tmp_path / "calls.jsonl"), FAKE_KILL_AT=str(kill_at), **(env or {}),
                PYTHONPATH=os.pathsep.join([str(TESTS_DIR), str(REPO), os.environ.get("PYTHONPATH", "")]))
     command = [sys.executable, "-m", "rpg_control.reproduce.cli", *args, "--results", str(tmp_path / "results"),
                "--runs-dir", str(tmp_path / "runs"), "--runner", "test_control_reproduce:fake_runner"]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, cwd=cwd)
     if check:
         assert done.returncode == 0, done.stderr
     return done
@@ -127,7 +135,13 @@ def test_killed_sweep_resumes_skips_finished_runs_and_writes_nothing_partial(tmp
     assert len(all_results) == 2 + 2 + 1 + 6
     for path in all_results:
         result = json.loads(path.read_text())
-        assert {"config", "seed", "steps", "commit", "wall_time_s", "machine", "eval", "command"} <= set(result)
+        expected = {"config", "seed", "steps", "provenance", "wall_time_s", "eval", "command", "evaluated_checkpoints"}
+        assert expected <= set(result)
+        assert set(result["provenance"]) == {"training", "evaluation"}
+        evaluation = result["provenance"]["evaluation"]
+        assert {"commit", "code_dirty", "versions"} <= set(evaluation) and evaluation["machine"]["cpu"]
+        trained = result["spec"]["variant"] != "prior"
+        assert result["evaluated_checkpoints"]["best"]["checkpoint_step"] == (result["steps"] if trained else 0)
         assert result["run_id"] == str(path.relative_to(results / "run_results"))[: -len(".json")]
 
     # the prior is the better Soft PPO seed (seed 1 scores higher in the fake), copied next to the table
@@ -137,9 +151,12 @@ def test_killed_sweep_resumes_skips_finished_runs_and_writes_nothing_partial(tmp
     markdown = (results / "table2.md").read_text()
     assert "Scale: `steps400-seeds2-episodes3`" in markdown and "5357.0 ± 377.8" in markdown
     # pooled over seeds 0 and 1 (fake: 35 ± 1 and 36 ± 2 → 35.5 ± sqrt(2.75)), bold: best total below the Full Policy
-    assert "| Residual PPO | ours | **35.5 ± 1.7** | 34.5 ± 1.7 |" in markdown
+    assert ("| Residual PPO | ours, best ckpt | **35.5 ± 1.7** | 34.5 ± 1.7 | 35.50 ± 1.66 | 36.5 ± 1.7 | 400, 400 |"
+            in markdown)
+    assert "|  | ours, last ckpt | **33.5 ± 1.7** | 32.5 ± 1.7 | 33.50 ± 1.66 | 34.5 ± 1.7 | 400, 400 |" in markdown
     stochastic = (results / "table2_stochastic.md").read_text()
-    assert "stochastic evaluation" in stochastic and "| Residual PPO | ours | **135.5 ± 1.7** |" in stochastic
+    assert "stochastic evaluation" in stochastic
+    assert "| Residual PPO | ours, best ckpt | **135.5 ± 1.7** |" in stochastic
     for png in ("table2_curves.png", "table2_tradeoff.png", "table2_tradeoff_stochastic.png"):
         assert (results / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -222,20 +239,52 @@ def test_pooled_figures_equal_the_statistics_of_all_episodes():
     assert math.isclose(std, everything.std(), rel_tol=1e-12)
 
 
-def test_claims_report_what_holds_and_what_not():
-    def fig(value):
-        return (value, 1.0)
+def test_verdicts_test_the_gap_against_its_uncertainty_over_seeds():
+    """Welch's t on the seeds' means: d = 3 with se = 0.5 and 2 + 2 seeds needs |d| > 12.7 · se."""
+    from rpg_control.reproduce.verdicts import Cell, compare, t_quantile
 
-    ours = {p: {"total": fig(0.0), "basic": fig(0.0), "addon": fig(0.0), "addon_metric": fig(0.0)} for p in paper.TABLE2_POLICIES}
-    ours["residual"] = {"total": fig(100.0), "basic": fig(0.0), "addon": fig(-5.0), "addon_metric": fig(0.0)}
-    ours["greedy"]["total"] = fig(150.0)
-    ours["prior"]["addon"] = fig(-10.0)
-    greedy, kl, addon = tables.table2_claims("halfcheetah", ours)
-    assert "not reproduced** — 100.0 vs 150.0" in greedy and "(paper: 5488.3 vs -1314.0)" in greedy
-    assert "**reproduced** — 100.0 vs 0.0" in kl
-    assert "**reproduced** — -5.0 vs -10.0" in addon
-    ours["kl"]["total"] = None
-    assert "n/a" in tables.table2_claims("halfcheetah", ours)[1]
+    a, b = Cell((10.0, 11.0)), Cell((7.5, 8.0 - 0.5))  # means 10.5 vs 7.5; s² = 0.5 and 0 -> se = 0.5
+    result = compare(a, b)
+    assert (result.difference, result.standard_error) == (3.0, 0.5)
+    assert result.verdict == "inconclusive" and result.threshold == pytest.approx(12.706 * 0.5)  # Welch dof = 1
+    five = compare(Cell((10.0, 11.0, 10.5, 10.0, 11.0)), Cell((7.0, 8.0, 7.5, 7.0, 8.0)))
+    assert five.verdict == "reproduced"  # d = 3, se = 0.32, dof = 8: t = 2.306
+    assert compare(Cell((7.0, 8.0, 7.5, 7.0, 8.0)), Cell((10.0, 11.0, 10.5, 10.0, 11.0))).verdict == "opposite"
+    assert compare(Cell((10.0,)), Cell((0.0,))).verdict == "inconclusive"  # one seed each: no spread to test
+    # a single fixed checkpoint (the prior) adds its evaluation's standard error and no degrees of freedom
+    fixed = compare(Cell((10.0, 11.0, 10.5, 10.0, 11.0)), Cell((7.5,), fixed_se=0.1))
+    variances = (0.25 / 5, 0.1**2)  # seeds' variance / n; the fixed cell's squared standard error
+    dof = sum(variances) ** 2 / (variances[0] ** 2 / 4)  # Welch-Satterthwaite: 5.76, rounded down to 5
+    assert fixed.verdict == "reproduced"
+    assert fixed.threshold == pytest.approx(t_quantile(dof) * math.sqrt(sum(variances)))
+    assert t_quantile(dof) == 2.571
+    assert compare(None, b) is None
+
+
+def test_table2_claims_and_rows_use_every_seed_and_both_checkpoints():
+    scale = make_scale("quick", steps=10, seeds=2, episodes=4)
+    prior = customization_runs("hopper", scale, "p.pt", "abcd")
+    cells = {("hopper", spec.variant): [] for spec in prior}
+    for spec in prior:
+        cells[("hopper", spec.variant)].append(spec)
+
+    def result(spec, total, step):
+        figure = {"mean": total, "std": 1.0}
+        evals = {key: dict.fromkeys(("total", "basic", "addon", "addon_metric"), figure) for key in ("best", "last")}
+        return {"spec": spec.to_dict(), "seed": spec.seed, "eval": evals, "trained_steps": 10,
+                "evaluated_checkpoints": {"best": {"checkpoint_step": step}} if step else {}}
+
+    totals = {"prior": [5.0], "greedy": [0.0, 1.0], "kl": [90.0, 110.0], "residual": [100.0, 101.0]}
+    results = {spec.run_id: result(spec, totals[spec.variant][spec.seed], 4 if spec.seed else None) for spec in prior}
+    greedy_best, greedy_last, kl_best, _, addon_best, _ = tables.table2_claims("hopper", cells, results)
+    assert greedy_best.startswith(
+        "Residual PPO's total reward above Greedy PPO's (best checkpoints): **reproduced** "
+        "— Residual 100.5 vs Greedy PPO 0.5 (d = +100.0, se = 0.7, needs |d| > 3.0; seeds 2 vs 2)")
+    assert "(paper: 4401.4 vs 3714.5)" in greedy_best and "(last checkpoints)" in greedy_last
+    assert "**inconclusive** — Residual 100.5 vs KL PPO 100.0" in kl_best
+    assert "seeds 2 vs one checkpoint" in addon_best
+    assert tables.checkpoint_steps(cells[("hopper", "greedy")], results, "best") == "not recorded, 4"
+    assert tables.checkpoint_steps(cells[("hopper", "greedy")], results, "last") == "10, 10"  # trained_steps
 
 
 def test_bad_input_is_one_line_before_any_run(tmp_path, monkeypatch, capsys):
@@ -251,6 +300,64 @@ def test_bad_input_is_one_line_before_any_run(tmp_path, monkeypatch, capsys):
     assert not (tmp_path / "calls.jsonl").exists()
 
 
+def test_a_second_sweep_on_a_locked_run_is_refused_naming_the_holder(tmp_path, monkeypatch, capsys):
+    """A run folder held by another live sweep fails in one line naming it; the other runs go on."""
+    import platform
+
+    args = ("--table", "1", "--variants", "soft", "--envs", "hopper",
+            "--steps", "40", "--seeds", "2", "--episodes", "1")
+    locked = tmp_path / "runs" / "steps40-seeds2-episodes1" / "hopper" / "soft" / "40steps-1episodes" / "seed1"
+    locked.mkdir(parents=True)
+    holder_code = (  # what rpg_control.run_lock does in the first sweep's worker
+        "import fcntl, json, os, platform, sys\n"
+        f"fd = os.open({str(locked / '.lock')!r}, os.O_RDWR | os.O_CREAT)\n"
+        "fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)\n"
+        "os.write(fd, json.dumps({'pid': os.getpid(), 'host': platform.node(), 'since': 'now'}).encode())\n"
+        "print('held', flush=True); sys.stdin.read()\n"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", holder_code],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert reproduce_here(tmp_path, monkeypatch, *args) == 1
+        failed = [line for line in capsys.readouterr().err.splitlines() if "FAILED" in line]
+        assert failed == [(
+            f"reproduce: FAILED hopper/soft/40steps-1episodes/seed1: RunLockedError: run folder {locked} is in use "
+            f"by pid {holder.pid} on host {platform.node()} (since now); wait for that run or stop it "
+            "(its lock goes with its process)"
+        )]
+        assert [c["run_id"] for c in calls(tmp_path)] == ["hopper/soft/40steps-1episodes/seed0"]  # only Soft PPO runs
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=30)
+    assert reproduce_here(tmp_path, monkeypatch, *args) == 0  # the holder died: its lock went with it
+    assert [c["run_id"] for c in calls(tmp_path)][1:] == ["hopper/soft/40steps-1episodes/seed1"]
+
+
+def test_paper_scale_table2_plan_shares_the_soft_ppo_runs_of_table1(tmp_path, monkeypatch, capsys):
+    paper_plan = ("--table", "2", "--envs", "halfcheetah", "--scale", "paper", "--dry-run")
+    assert reproduce_here(tmp_path, monkeypatch, *paper_plan) == 0
+    plan = capsys.readouterr().out
+    assert f"results (tables, result JSONs): {tmp_path / 'results' / 'paper'}" in plan
+    assert "the prior's evaluation and 15 customization runs" in plan
+    soft = [line.split()[-1] for line in plan.splitlines() if "/soft/" in line]
+    assert soft == [f"halfcheetah/soft/5000000steps-100episodes/seed{s}" for s in range(5)]
+    assert len([line for line in plan.splitlines() if "/full/" in line]) == 5
+    assert reproduce_here(tmp_path, monkeypatch, "--table", "1", "--variants", "soft", "--envs", "halfcheetah",
+                          "--scale", "paper", "--dry-run") == 0
+    assert [line.split()[-1] for line in capsys.readouterr().out.splitlines() if "] " in line] == soft  # same runs
+    assert reproduce_here(tmp_path, monkeypatch, "--table", "2", "--variants", "soft", "--dry-run") == 2
+    assert "--variants selects Table I columns" in capsys.readouterr().err
+
+
+def test_the_docs_page_holds_the_committed_tables_verdicts():
+    """docs/mujoco_reproduction.md's verdict lines are the tables' own (rerun claims_page after --report-only)."""
+    from rpg_control.reproduce import claims_page
+
+    assert claims_page.main(["--check"]) == 0
+    assert "**Verdicts, mean action**" in claims_page.generated_text()
+
+
 @pytest.mark.slow
 def test_ray_backend_dispatches_runs(tmp_path):
     pytest.importorskip("ray")
@@ -260,3 +367,27 @@ def test_ray_backend_dispatches_runs(tmp_path):
     assert {json.loads(p.read_text())["run_id"] for p in (results / "run_results").rglob("*.json")} == {
         "ant/soft/8steps-1episodes/seed0", "ant/soft-state-std/8steps-1episodes/seed0"}
     assert len(calls(tmp_path)) == 2
+
+
+@pytest.mark.slow
+def test_ray_without_a_shared_folder_runs_a_table2_plan_that_ships_a_prior(tmp_path):
+    """Ray workers keep their own run folders (here: another directory, another working directory);
+    the driver, started outside the repository, picks Table II's prior from the bytes a Soft PPO task
+    returned and ships them to the customization tasks."""
+    pytest.importorskip("ray")
+    driver_cwd, worker_root = tmp_path / "driver_cwd", tmp_path / "worker_runs"
+    driver_cwd.mkdir()
+    done = reproduce(tmp_path, "--table", "2", "--envs", "halfcheetah", "--steps", "8", "--seeds", "1",
+                     "--episodes", "1", "--jobs", "2", "--backend", "ray", "--worker-runs-dir", str(worker_root),
+                     cwd=driver_cwd,
+                     env={"FAKE_WORKER_ROOT": str(worker_root), "FAKE_DRIVER_CWD": str(driver_cwd)})
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = tmp_path / "results" / "steps8-seeds1-episodes1"
+    ids = {json.loads(p.read_text())["run_id"].split("/")[1] for p in (results / "run_results").rglob("*.json")}
+    assert ids == {"soft", "full", "prior", "greedy", "kl", "residual"}
+    prior = json.loads((results / "priors" / "halfcheetah.json").read_text())
+    assert (results / "priors" / "halfcheetah.pt").read_bytes() == f"weights of {prior['source_run']}".encode()
+    driver_runs = tmp_path / "runs"
+    assert not list(driver_runs.rglob("last.pt"))  # the driver never saw a worker's run folder
+    assert len(list(worker_root.rglob("last.pt"))) == 5  # soft, full, greedy, kl, residual trained there
+    assert len(list(worker_root.rglob("prior.pt"))) == 4  # the prior row and 3 customizations got it by value

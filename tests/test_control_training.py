@@ -17,7 +17,7 @@ from rpg_control.config import ConfigError, load_config  # noqa: E402
 from rpg_control.evaluate import evaluate  # noqa: E402
 from rpg_control.train import build_model, train  # noqa: E402
 
-TINY = {"num_envs": 2, "steps_per_env": 8, "num_minibatches": 2, "num_epochs": 2, "checkpoint_every": 1}
+TINY = {"num_envs": 2, "steps_per_env": 8, "num_minibatches": 2, "num_epochs": 2, "checkpoint_every_steps": 16}
 
 
 def tiny_config(variant="soft", env="hopper", **overrides):
@@ -144,12 +144,122 @@ def test_resume_continues_from_the_saved_step(tmp_path):
 
 def test_resume_drops_rows_logged_after_the_last_checkpoint(tmp_path):
     """A run killed between checkpoints logged iterations it will redo: the resumed log has each step once."""
-    train(tiny_config(total_steps=48, checkpoint_every=3), tmp_path, progress=False)  # checkpoint at 48
+    train(tiny_config(total_steps=48, checkpoint_every_steps=48), tmp_path, progress=False)  # checkpoint at 48
     with open(tmp_path / "metrics.jsonl", "a") as handle:  # as if killed after logging step 64
         handle.write(json.dumps({"step": 64, "iteration": 4}) + "\n")
-    train(tiny_config(total_steps=80, checkpoint_every=3), tmp_path, progress=False)
+    train(tiny_config(total_steps=80, checkpoint_every_steps=48), tmp_path, progress=False)
     assert [r["step"] for r in _rows(tmp_path)] == [16, 32, 48, 64, 80]
     assert _rows(tmp_path)[3].get("episode_return_basic", "missing") != "missing"  # the real row, not the stale one
+
+
+def test_resume_survives_a_metrics_line_cut_by_a_kill(tmp_path):
+    """A kill mid-write leaves half a JSON line at the end of metrics.jsonl: the run must still resume."""
+    train(tiny_config(total_steps=48), tmp_path, progress=False)
+    with open(tmp_path / "metrics.jsonl", "a") as handle:
+        handle.write('{"step": 64, "iteration": 4, "episode_ret')  # no closing brace, no newline
+    train(tiny_config(total_steps=80), tmp_path, progress=False)
+    assert [r["step"] for r in _rows(tmp_path)] == [16, 32, 48, 64, 80]
+
+
+class _Killed(BaseException):
+    """Stands for SIGKILL: nothing after it runs (not an Exception, so no handler swallows it)."""
+
+
+def test_kill_between_best_and_last_writes_never_loses_the_best_policy(tmp_path, monkeypatch):
+    """best.pt and last.pt are two files. Killed after one of them, the resumed run must not let a
+    worse policy replace best.pt. Scores are scripted: 10, 30 (kill after its first write), then the
+    redone iteration scores 20 < 30: it must not become best.pt."""
+    scores = iter([10.0, 30.0, 20.0, 5.0, 5.0])
+    monkeypatch.setattr(train_module.EpisodeStats, "means", lambda self: {"episode_return_basic": next(scores)})
+    real_save = train_module.save_atomic
+    writes = []
+
+    def save_then_die(payload, path):
+        real_save(payload, path)
+        writes.append((path.name, payload["step"]))
+        if payload["step"] == 32:
+            raise _Killed  # killed right after the first of the two checkpoint writes at step 32
+
+    monkeypatch.setattr(train_module, "save_atomic", save_then_die)
+    with pytest.raises(_Killed):
+        train(tiny_config(total_steps=64), tmp_path, progress=False)
+    monkeypatch.setattr(train_module, "save_atomic", real_save)
+    train(tiny_config(total_steps=64), tmp_path, progress=False)
+    best = load_checkpoint(tmp_path / "checkpoints" / "best.pt")
+    assert (best["best_score"], best["step"]) == (30.0, 32)
+    last = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    assert (last["step"], last["best_score"], last["best_step"]) == (64, 30.0, 32)
+    assert [s["start_step"] for s in last["training_sessions"]] == [0, 16]  # two sessions: killed, resumed
+
+
+def test_checkpoints_are_spaced_in_env_steps(tmp_path, monkeypatch):
+    """checkpoint_every_steps counts env steps: with 16 steps per iteration and a spacing of 40, the
+    checkpoints fall on the iterations that cross 40 and 80, and on the last one."""
+    saved = []
+    real_save = train_module.save_atomic
+    def recording_save(payload, path):
+        saved.append(payload["step"])
+        real_save(payload, path)
+
+    monkeypatch.setattr(train_module, "save_atomic", recording_save)
+    train(tiny_config(total_steps=96, checkpoint_every_steps=40), tmp_path, progress=False)
+    assert sorted(set(saved)) == [48, 80, 96]
+    legacy = load_config("ant", "soft", {"checkpoint_every": 2})  # the old key, in iterations
+    assert legacy.checkpoint_every_steps == 2 * 128 * 64
+
+
+def test_a_second_trainer_on_a_locked_run_folder_is_refused_until_the_holder_dies(tmp_path):
+    """Two sweeps over the same runs must not train into one folder; a killed holder frees it."""
+    import platform
+    import signal
+    import subprocess
+    import sys
+
+    # The holder does what rpg_control.run_lock does: flock <run_dir>/.lock and write pid/host into it.
+    holder_code = (
+        "import fcntl, json, os, platform, sys\n"
+        f"fd = os.open({str(tmp_path / '.lock')!r}, os.O_RDWR | os.O_CREAT)\n"
+        "fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)\n"
+        "os.write(fd, json.dumps({'pid': os.getpid(), 'host': platform.node(), 'since': 'now'}).encode())\n"
+        "print('held', flush=True); sys.stdin.read()\n"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", holder_code],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(ConfigError, match="is in use by") as refused:
+            train(tiny_config(total_steps=16), tmp_path, progress=False)
+        message = str(refused.value)
+        assert f"pid {holder.pid} on host {platform.node()}" in message and "\n" not in message
+        assert not (tmp_path / "metrics.jsonl").exists()  # refused before any work
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=30)
+    train(tiny_config(total_steps=16), tmp_path, progress=False)  # the dead holder's lock is gone
+    assert [r["step"] for r in _rows(tmp_path)] == [16]
+
+
+def test_checkpoint_record_names_the_step_and_the_selection_metric(tmp_path):
+    from rpg_control.reproduce.runner import checkpoint_record
+
+    train(tiny_config(env="halfcheetah", num_envs=1, steps_per_env=500, total_steps=2000, checkpoint_every_steps=1000),
+          tmp_path, progress=False)
+    rows = {r["step"]: r for r in _rows(tmp_path)}
+    last = checkpoint_record(tmp_path / "checkpoints" / "last.pt", "last")
+    best = checkpoint_record(tmp_path / "checkpoints" / "best.pt", "best")
+    assert last["checkpoint_step"] == 2000 and last["selection_metric"] == "episode_return_basic"
+    assert last["selection_value"] == rows[2000]["episode_return_basic"]
+    assert best["checkpoint_step"] in (1000, 2000) and best["selection_setting"] == "task"
+    assert best["selection_value"] == rows[best["checkpoint_step"]]["episode_return_basic"]
+    assert best["selection_value"] == max(rows[s]["episode_return_basic"] for s in (1000, 2000))
+
+
+@pytest.mark.parametrize("setting, key", [("task", "episode_return_total"), ("basic", "episode_return_basic"),
+                                          ("addon", "episode_return_addon"), ("total", "episode_return_total")])
+def test_selection_metric_is_a_config_field(setting, key):
+    assert load_config("halfcheetah", "greedy", {"prior": __file__, "selection_metric": setting}).selection_key() == key
+    with pytest.raises(ConfigError, match="unknown selection_metric 'best'"):
+        load_config("hopper", "soft", {"selection_metric": "best"})
 
 
 def test_resume_refuses_a_different_run(tmp_path):
@@ -226,7 +336,8 @@ def test_exported_policy_evaluates_and_serves_as_a_prior(prior_checkpoint, tmp_p
     slim = export_policy(prior_checkpoint, tmp_path / "slim.pt")
     payload = load_checkpoint(slim)
     assert "optimizer" not in payload and "rng" not in payload
-    assert evaluate(slim, episodes=2, seed=1) | {"checkpoint": ""} == evaluate(prior_checkpoint, episodes=2, seed=1) | {"checkpoint": ""}
+    ignored = {"checkpoint": "", "provenance": None}  # the path, and the evaluation's timestamp (may tick)
+    assert evaluate(slim, episodes=2, seed=1) | ignored == evaluate(prior_checkpoint, episodes=2, seed=1) | ignored
     prior = load_prior(tiny_config("kl", prior=str(slim)))
     original = load_prior(tiny_config("kl", prior=str(prior_checkpoint)))
     obs, actions = torch.randn(4, 11), torch.randn(4, 3)

@@ -4,7 +4,9 @@
 
 Plans every run the table needs, runs the missing ones ``--jobs`` at a time (local processes, or
 Ray with ``--backend ray``), and writes ``results/mujoco/<scale>/table<N>.md`` with PNG plots.
-Killed? Run the same command again: finished runs are skipped, unfinished ones resume.
+Killed? Run the same command again: finished runs are skipped, unfinished ones resume. ``--variants``
+runs only some of Table I's columns (``--variants soft``: the Soft PPO runs Table II's prior is picked
+from). See docs/mujoco_reproduction.md.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from rpg_control.reproduce.pipeline import DEFAULT_RESULTS_ROOT, DEFAULT_RUNS_RO
 from rpg_control.reproduce.plan import (
     SCALES,
     check_envs,
+    check_variants,
     customization_runs,
     full_policy_runs,
     make_scale,
@@ -37,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--table", type=int, choices=(1, 2, 3), required=True, help="which table of the paper")
     parser.add_argument("--envs", nargs="+", default=list(paper.ENVS), metavar="ENV", help=f"subset of {', '.join(paper.ENVS)}")
+    parser.add_argument("--variants", nargs="+", metavar="VARIANT",
+                        help=f"Table I only: run just these columns ({', '.join(paper.TABLE1_VARIANTS)}); "
+                        "e.g. --variants soft for the Soft PPO runs Table II's prior is picked from")
     parser.add_argument("--scale", choices=tuple(SCALES), default="paper",
                         help="paper: 5M steps, 5 seeds, 100 episodes per seed; quick: "
                         f"{SCALES['quick'].steps:,} steps, {SCALES['quick'].seeds} seeds, {SCALES['quick'].episodes} episodes")
@@ -45,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--episodes", type=int, help="evaluation episodes per seed (overrides the scale)")
     parser.add_argument("--jobs", type=int, default=1, help="runs at a time")
     parser.add_argument("--backend", choices=BACKENDS, default="local", help="local processes, or Ray (pip install 'rpg[distributed]')")
+    parser.add_argument("--worker-runs-dir", default="~/rpg-runs",
+                        help="Ray: run folders' root on each worker ('~' expands there); the driver gets results, "
+                        "and Soft PPO runs' best checkpoints, from the tasks, never from worker files")
     parser.add_argument("--ray-address", help="Ray cluster to join ('auto', 'ray://head:10001'); default: RAY_ADDRESS or a local Ray")
     parser.add_argument("--prior", action="append", default=[], metavar="ENV=CKPT",
                         help="Table II: customize this checkpoint instead of Table I's best Soft PPO run")
@@ -65,16 +74,17 @@ def parse_priors(items: list[str]) -> dict[str, str]:
             raise ValueError(f"--prior must look like ENV=CKPT with ENV in {', '.join(paper.ENVS)}, got {item!r}")
         if not Path(path).is_file():
             raise ValueError(f"--prior {env}: no such checkpoint file {path!r}")
-        priors[env] = path
+        priors[env] = str(Path(path).resolve())  # explicit: later reads do not depend on the current directory
     return priors
 
 
 def describe_plan(reproduction: Reproduction) -> list[str]:
     scale, envs, sweep = reproduction.scale, reproduction.envs, reproduction.sweep
-    lines = [f"Table {reproduction.table}, scale {scale.label}: {scale.describe()}"]
+    lines = [f"Table {reproduction.table}, scale {scale.label}: {scale.describe()}",
+             f"  results (tables, result JSONs): {reproduction.out_dir}; run folders: {sweep.runs_dir}"]
     stages = []
     if reproduction.table == 1:
-        stages.append(("runs", table1_runs(envs, scale)))
+        stages.append(("runs", table1_runs(envs, scale, reproduction.variants)))
     elif reproduction.table == 3:
         stages.append(("runs", table3_runs(envs, scale)))
     else:
@@ -86,7 +96,7 @@ def describe_plan(reproduction: Reproduction) -> list[str]:
                 lines.append(f"  {env}: after these, the prior's evaluation and {later} customization runs (Greedy/KL/Residual × seeds)")
                 stages.append((f"{env}: Full Policy", full_policy_runs(env, scale)))
             else:
-                lines.append(f"  {env}: prior {prior['path']}")
+                lines.append(f"  {env}: prior {prior['display']}")
                 stages.append((f"{env}: prior row, customizations, Full Policy",
                                customization_runs(env, scale, prior["path"], prior["sha256"]) + full_policy_runs(env, scale)))
     for title, specs in stages:
@@ -104,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:  # every check that can fail on bad input, before any simulation starts
         envs = check_envs(args.envs)
+        variants = check_variants(args.table, args.variants)
         scale = make_scale(args.scale, args.steps, args.seeds, args.episodes)
         priors = parse_priors(args.prior)
         if args.backend == "ray" and not (args.dry_run or args.report_only):
@@ -116,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
             jobs=args.jobs,
             backend=args.backend,
             ray_address=args.ray_address,
+            worker_runs_dir=f"{args.worker_runs_dir.rstrip('/')}/{scale.label}",
             progress=not args.no_progress,
             command=shlex.join(["rpg", "control", "reproduce", *argv]),
         )
@@ -124,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     reproduction = Reproduction(
         table=args.table, envs=envs, scale=scale, sweep=sweep, out_dir=args.results / scale.label,
-        command=sweep.command, priors=priors,
+        command=sweep.command, priors=priors, variants=variants,
     )
     if args.dry_run:
         print("\n".join(describe_plan(reproduction)))

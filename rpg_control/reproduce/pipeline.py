@@ -20,7 +20,7 @@ from rpg_control.reproduce.plan import (
     table3_runs,
 )
 from rpg.utils.atomic import write_json_atomic, write_text_atomic
-from rpg_control.reproduce.store import REPO_ROOT, copy_checkpoint_slim, read_json, utc_now
+from rpg_control.reproduce.store import REPO_ROOT, copy_checkpoint_slim, read_json, result_commits, utc_now
 from rpg_control.reproduce.sweep import Sweep, SweepReport
 
 DEFAULT_RESULTS_ROOT = REPO_ROOT / "results" / "mujoco"
@@ -36,25 +36,32 @@ class Reproduction:
     out_dir: Path  # results/mujoco/<scale label>/
     command: str = ""
     priors: dict[str, str] = field(default_factory=dict)  # env -> prior checkpoint given on the command line
+    variants: tuple[str, ...] = paper.TABLE1_VARIANTS  # Table I columns to run (the table shows all four)
     report: SweepReport = field(default_factory=SweepReport)
 
     # -- priors (Table II) -----------------------------------------------------------------------
     def prior_path(self, env: str) -> Path:
         return self.out_dir / "priors" / f"{env}.pt"
 
-    def known_prior(self, env: str) -> dict | None:
+    def known_prior(self, env: str, report: bool = False) -> dict | None:
         """The prior checkpoint of ``env``: given on the command line, or already picked (and committed)."""
         if env in self.priors:
-            path = Path(self.priors[env])
-            return {"path": str(path), "sha256": file_sha256(path), "origin": "given with --prior"}
+            path = Path(self.priors[env]).resolve()
+            return {"path": str(path), "display": _relative(path), "sha256": file_sha256(path),
+                    "origin": "given with --prior"}
         path = self.prior_path(env)
         if path.exists():
             record = read_json(path.with_suffix(".json")) or {}
-            if record.get("source_run") and record["source_run"] not in {s.run_id for s in self.candidates(env)}:
+            candidates = self.candidates(env)
+            same = {s.run_id for s in candidates}
+            if report:  # a table of committed results: a candidate made under an earlier config still counts
+                same |= {r["matched_config"] for s in candidates if (r := self.sweep.load_for_report(s)) and
+                         r.get("matched_config")}
+            if record.get("source_run") and record["source_run"] not in same:
                 # Picked from Soft PPO runs of another config: pick again from the current ones.
                 self.sweep.log(f"reproduce: {_relative(path)} came from {record['source_run']}, not a current run; re-picking")
                 return None
-            record.update(path=_relative(path), sha256=file_sha256(path))
+            record.update(path=str(path.resolve()), display=_relative(path), sha256=file_sha256(path))
             return record
         return None
 
@@ -68,9 +75,10 @@ class Reproduction:
         if not finished:
             return None
         spec, result = max(finished, key=lambda item: item[1]["eval"]["best"]["basic"]["mean"])
-        source = Path(result["checkpoints"]["best"])
-        if not source.is_absolute():
-            source = REPO_ROOT / source
+        source = self.sweep.returned_best(spec)  # the bytes the run's task returned (any backend)
+        if not source.exists():  # results from before tasks returned them: the run folder's own best.pt
+            source = Path(result["checkpoints"]["best"])
+            source = source if source.is_absolute() else REPO_ROOT / source
         if not source.exists():
             raise FileNotFoundError(f"prior checkpoint {source} of {spec.run_id} is gone; pass --prior {env}=CKPT")
         target = self.prior_path(env)
@@ -81,18 +89,22 @@ class Reproduction:
             "source_checkpoint": _relative(source),
             "eval_best": result["eval"]["best"],
             "picked_at": utc_now(),
-            "commit": result["commit"],
+            "commits": result_commits(result),
+            "source_checkpoint_step": ((result.get("evaluated_checkpoints") or {}).get("best") or {}
+                                       ).get("checkpoint_step"),
         }
         write_json_atomic(target.with_suffix(".json"), record)
-        record.update(path=_relative(target), sha256=file_sha256(target))
+        record.update(path=str(target.resolve()), display=_relative(target), sha256=file_sha256(target))
         return record
 
     # -- plans -----------------------------------------------------------------------------------
-    def cells(self, priors: dict[str, dict], envs: list[str]) -> dict[tuple[str, str], list[RunSpec]]:
-        """(env, column) -> the seeds' run specs of one table cell group."""
+    def cells(self, priors: dict[str, dict], envs: list[str], to_run: bool = False
+              ) -> dict[tuple[str, str], list[RunSpec]]:
+        """(env, column) -> the seeds' run specs of one table cell group (``to_run``: only the
+        ``--variants`` columns of Table I; the table itself shows every column that has results)."""
         cells: dict[tuple[str, str], list[RunSpec]] = {}
         if self.table == 1:
-            for spec in table1_runs(envs, self.scale):
+            for spec in table1_runs(envs, self.scale, self.variants if to_run else paper.TABLE1_VARIANTS):
                 cells.setdefault((spec.env, spec.variant), []).append(spec)
         elif self.table == 3:
             for spec in table3_runs(envs, self.scale):
@@ -112,7 +124,8 @@ class Reproduction:
 
     def run(self, execute: bool = True) -> int:
         """Run what is missing (unless ``execute`` is False), then write the tables. Exit code."""
-        priors = {env: p for env in self.envs if (p := self.known_prior(env)) is not None} if self.table == 2 else {}
+        priors = {env: p for env in self.envs if (p := self.known_prior(env, report=not execute)) is not None
+                  } if self.table == 2 else {}
         if execute and self.table == 2:
             # Stage 1: the Soft PPO runs a missing prior is picked from.
             stage1 = [s for env in self.envs if env not in priors for s in self.candidates(env)]
@@ -121,7 +134,7 @@ class Reproduction:
                 if env not in priors and (picked := self.pick_prior(env)) is not None:
                     priors[env] = picked
         if execute:
-            cells = self.cells(priors, self.envs)
+            cells = self.cells(priors, self.envs, to_run=True)
             self._merge(self.sweep.run([spec for specs in cells.values() for spec in specs]))
         self.write_outputs(priors)
         missing_priors = [env for env in self.envs if self.table == 2 and env not in priors]
@@ -138,9 +151,11 @@ class Reproduction:
     def write_outputs(self, priors: dict[str, dict]) -> list[Path]:
         """The table and plots of every env with results at this scale (earlier sweeps' envs included)."""
         if self.table == 2:
-            priors = {**{env: p for env in paper.ENVS if (p := self.known_prior(env)) is not None}, **priors}
+            known = {env: p for env in paper.ENVS if (p := self.known_prior(env, report=True)) is not None}
+            priors = {**known, **priors}
         all_cells = self.cells(priors, list(paper.ENVS))
-        results = {s.run_id: r for specs in all_cells.values() for s in specs if (r := self.sweep.load(s)) is not None}
+        results = {s.run_id: r for specs in all_cells.values() for s in specs
+                   if (r := self.sweep.load_for_report(s)) is not None}
         envs = [env for env in paper.ENVS if env in self.envs or any(
             s.run_id in results for (e, _), specs in all_cells.items() if e == env for s in specs)]
         cells = {key: specs for key, specs in all_cells.items() if key[0] in envs}

@@ -127,9 +127,22 @@ def basic_task_runs(env: str, variants, scale: Scale, state_std: bool = False) -
     ]
 
 
-def table1_runs(envs: list[str], scale: Scale) -> list[RunSpec]:
-    """Table I: the four entropy variants on the basic task, global std."""
-    return [run for env in envs for run in basic_task_runs(env, paper.TABLE1_VARIANTS, scale)]
+def table1_runs(envs: list[str], scale: Scale, variants=paper.TABLE1_VARIANTS) -> list[RunSpec]:
+    """Table I: the entropy variants (all four, or the columns asked for) on the basic task, global std."""
+    return [run for env in envs for run in basic_task_runs(env, variants, scale)]
+
+
+def check_variants(table: int, variants: list[str] | None) -> tuple[str, ...]:
+    """Table I's columns to run (``--variants``); the other tables run all of theirs."""
+    if not variants:
+        return paper.TABLE1_VARIANTS
+    if table != 1:
+        raise ValueError(f"--variants selects Table I columns; Table {table} runs all of its own")
+    unknown = [v for v in variants if v not in paper.TABLE1_VARIANTS]
+    if unknown:
+        choices = ", ".join(paper.TABLE1_VARIANTS)
+        raise ValueError(f"unknown Table I variant(s) {', '.join(unknown)}; choose from: {choices}")
+    return tuple(v for v in paper.TABLE1_VARIANTS if v in variants)
 
 
 def table3_runs(envs: list[str], scale: Scale) -> list[RunSpec]:

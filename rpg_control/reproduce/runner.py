@@ -15,10 +15,11 @@ import dataclasses
 import hashlib
 import json
 import math
+import time
 from pathlib import Path
 
 from rpg_control.reproduce.plan import PRIOR_EVALUATION, RunSpec
-from rpg_control.reproduce.store import REPO_ROOT
+from rpg_control.reproduce.store import REPO_ROOT, slim_checkpoint_bytes
 
 CURVE_KEYS = ("step", "episode_return_total", "episode_return_basic", "episode_return_addon", "addon_metric")
 EVAL_SEED_OFFSET = 10_000  # evaluation episodes never reuse a training seed's env resets
@@ -72,10 +73,29 @@ def config_fingerprint(spec: RunSpec) -> str | None:
     trainer's defaults plans new runs instead of reusing results made with other settings."""
     if spec.variant == PRIOR_EVALUATION:
         return None
-    config = dataclasses.asdict(_load_config(spec))
+    config = _comparable_config(dataclasses.asdict(_load_config(spec)))
     for key in ("prior", "seed", "total_steps"):  # already in the id (seed, steps) or by content (prior)
         config.pop(key, None)
     return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _comparable_config(config: dict) -> dict:
+    """The config in the form its fingerprint has always hashed, so settings that reproduce an earlier
+    behaviour keep the run ids (and committed results) of that behaviour:
+
+    - ``selection_metric: task`` is what every earlier run did: left out;
+    - ``checkpoint_every_steps`` that is a whole number of iterations is hashed as the earlier
+      ``checkpoint_every`` (iterations); any other spacing is new and hashed as itself.
+    """
+    config = dict(config)
+    if config.get("selection_metric") == "task":
+        config.pop("selection_metric")
+    batch = config["num_envs"] * config["steps_per_env"]
+    every = config.get("checkpoint_every_steps")
+    if every is not None and every % batch == 0:
+        config.pop("checkpoint_every_steps")
+        config["checkpoint_every"] = every // batch
+    return config
 
 
 def train_and_evaluate(spec: RunSpec, run_dir: Path, progress: bool = True) -> dict:
@@ -91,24 +111,67 @@ def train_and_evaluate(spec: RunSpec, run_dir: Path, progress: bool = True) -> d
         return out
 
     if spec.variant == PRIOR_EVALUATION:
+        start = time.perf_counter()
         evals = evaluations({"best": _absolute(spec.prior)})
         evals.update(last=evals["best"], last_stochastic=evals["best_stochastic"])
-        return {"eval": evals, "trained_steps": 0, "checkpoints": {"best": spec.prior}}
+        record = checkpoint_record(_absolute(spec.prior), "best")
+        record.pop("training_sessions")
+        return {"eval": evals, "trained_steps": 0, "checkpoints": {"best": spec.prior},
+                "evaluated_checkpoints": {"best": record, "last": record},
+                "evaluation_seconds": round(time.perf_counter() - start, 2)}
 
     from rpg_control.train import train
 
     config = _load_config(spec)
     run_dir = Path(run_dir)
     resumed_from = _checkpoint_step(run_dir / "checkpoints" / "last.pt")
-    train(config, run_dir, progress=progress)
+    start = time.perf_counter()
+    train(config, run_dir, progress=progress)  # holds the run folder's lock (the sweep holds it around us too)
+    trained = time.perf_counter()
     checkpoints = {name: run_dir / "checkpoints" / f"{name}.pt" for name in ("best", "last")}
+    evals = evaluations(checkpoints)
+    records = {name: checkpoint_record(path, name) for name, path in checkpoints.items()}
     return {
-        "eval": evaluations(checkpoints),
+        "eval": evals,
+        # Table II's prior is picked among Table I's Soft PPO runs: return the bytes of their best
+        # checkpoint, so the driver never opens a file on a worker.
+        **({"best_checkpoint": slim_checkpoint_bytes(checkpoints["best"])} if _prior_candidate(spec) else {}),
         "config": dataclasses.asdict(config),
-        "trained_steps": _checkpoint_step(checkpoints["last"]),
+        "selection_metric": {"setting": config.selection_metric, "key": config.selection_key()},
+        "evaluated_checkpoints": records,
+        "trained_steps": records["last"]["checkpoint_step"],
         "resumed_from_step": resumed_from,
         "curve": read_curve(run_dir / "metrics.jsonl"),
         "checkpoints": {name: str(path) for name, path in checkpoints.items()},
+        "training_sessions": [records[name].pop("training_sessions") for name in ("best", "last")][1],
+        "training_seconds": round(trained - start, 2),
+        "evaluation_seconds": round(time.perf_counter() - trained, 2),
+    }
+
+
+def _prior_candidate(spec: RunSpec) -> bool:
+    return spec.variant == "soft" and not spec.state_std
+
+
+def checkpoint_record(path: Path, name: str) -> dict:
+    """Which policy an evaluation row is: the env step its checkpoint was written at and the value of
+    the selection metric then (for best.pt: the score that made it the best). Checkpoints written
+    before these were recorded give what they hold and ``None`` for the rest ("not recorded")."""
+    import torch
+
+    payload = torch.load(path, map_location="cpu", weights_only=False)
+    selection = payload.get("selection")
+    if selection is None:  # an older checkpoint: best.pt's score is its best_score; last.pt's is unknown
+        value = payload.get("best_score") if name == "best" else None
+        selection = {"metric": None, "setting": None, "value": value}
+    value = selection.get("value")
+    return {
+        "checkpoint_step": int(payload["step"]),
+        "best_step": payload.get("best_step"),
+        "selection_metric": selection.get("metric"),
+        "selection_setting": selection.get("setting"),
+        "selection_value": float(value) if value is not None and math.isfinite(value) else None,
+        "training_sessions": payload.get("training_sessions") or [],
     }
 
 

@@ -10,35 +10,36 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
-import platform
-import subprocess
-import sys
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from rpg.utils.atomic import copy_atomic, write_bytes_atomic
+from rpg.utils.atomic import write_bytes_atomic
+from rpg.utils.provenance import utc_now  # noqa: F401 - re-exported for the pipeline
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-def copy_checkpoint_slim(source: Path, target: Path, drop: tuple[str, ...] = ("optimizer", "rng")) -> None:
-    """Copy a torch checkpoint without its training-only state (optimizer moments, RNG), so the prior
-    a table needs is small enough to commit; a file that is no dict checkpoint is copied as is."""
+def slim_checkpoint_bytes(source: Path, drop: tuple[str, ...] = ("optimizer", "rng")) -> bytes:
+    """A torch checkpoint without its training-only state (optimizer moments, RNG), as bytes: small
+    enough to commit as a prior or to return from a remote task; a file that is no dict checkpoint
+    (a test's fake) is returned as is."""
     try:
         import torch
 
         payload = torch.load(source, map_location="cpu", weights_only=False)
     except Exception:  # not a torch file (e.g. a test's fake checkpoint)
-        copy_atomic(source, target)
-        return
+        return Path(source).read_bytes()
     if isinstance(payload, dict):
         for key in drop:
             payload.pop(key, None)
     buffer = io.BytesIO()
     torch.save(payload, buffer)
-    write_bytes_atomic(target, buffer.getvalue())
+    return buffer.getvalue()
+
+
+def copy_checkpoint_slim(source: Path, target: Path) -> None:
+    """Copy ``source`` without its training-only state (see :func:`slim_checkpoint_bytes`), atomically."""
+    write_bytes_atomic(target, slim_checkpoint_bytes(source))
 
 
 def read_json(path: Path) -> Any | None:
@@ -48,22 +49,6 @@ def read_json(path: Path) -> Any | None:
             return json.load(handle)
     except FileNotFoundError:
         return None
-
-
-def git_commit() -> str:
-    """HEAD of the repository, with '-dirty' when files under rpg/ or rpg_control/ differ from it
-    (untracked ones included: a trainer not yet committed is not the commit's trainer)."""
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
-        if head.returncode != 0:
-            return "unknown"
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "rpg", "rpg_control"],
-            cwd=REPO_ROOT, capture_output=True, text=True, timeout=10,
-        )
-        return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 def source_fingerprint() -> str:
@@ -77,24 +62,42 @@ def source_fingerprint() -> str:
     return digest.hexdigest()
 
 
-def machine() -> dict[str, Any]:
-    info: dict[str, Any] = {
-        "host": platform.node(),
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "python": sys.version.split()[0],
-        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+def training_provenance(sessions: list[dict]) -> dict:
+    """The training block of a result: each session that trained the run (start/end step, commit,
+    dirty flag, machine, wall time; see ``rpg_control.train``), and their totals."""
+    steps = sum((s.get("end_step") or 0) - (s.get("start_step") or 0) for s in sessions)
+    seconds = sum(s.get("wall_seconds") or 0.0 for s in sessions)
+    commits = []
+    for session in sessions:
+        facts = session.get("provenance") or {}
+        commits.append(_commit_text(facts.get("commit"), facts.get("code_dirty")))
+    return {
+        "commits": sorted(set(commits)),
+        "wall_time_s": round(seconds, 2),
+        "steps_per_second": round(steps / seconds, 1) if seconds > 0 else None,
+        "sessions": sessions,
     }
-    try:
-        import torch
-
-        info["torch"] = torch.__version__
-        info["torch_threads"] = torch.get_num_threads()
-    except ImportError:  # pragma: no cover - torch is a core dependency
-        pass
-    return info
 
 
-def utc_now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+def _commit_text(commit: str | None, dirty: bool | None) -> str:
+    return "unknown" if not commit else commit + ("-dirty" if dirty else "")
+
+
+def result_commits(result: dict) -> list[str]:
+    """Commit(s) that trained a result, ``<sha>[-dirty]``: new results hold one per training session in
+    ``provenance.training``; older ones a single ``commit`` string (already ``-dirty`` when it was)."""
+    training = (result.get("provenance") or {}).get("training")
+    if training is not None and training.get("commits"):
+        return list(training["commits"])
+    if result.get("commit"):
+        return [result["commit"]]
+    evaluation = (result.get("provenance") or {}).get("evaluation") or {}
+    return [_commit_text(evaluation.get("commit"), evaluation.get("code_dirty"))]
+
+
+def result_machine(result: dict) -> str:
+    """'host (N CPUs, model)' of the process that made a result (old results: ``machine.cpu_count``)."""
+    machine = ((result.get("provenance") or {}).get("evaluation") or {}).get("machine") or result.get("machine") or {}
+    cpus = machine.get("cpus", machine.get("cpu_count"))
+    model = f", {machine['cpu']}" if machine.get("cpu") else ""
+    return f"{machine.get('host', 'unknown')} ({cpus} CPUs{model})"
