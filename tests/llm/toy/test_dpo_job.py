@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import pytest
 
-from rpg_llm.dpo_data import sample_preference_pairs
-from rpg_llm.dpo_toy import default_methods, evaluate_preference_method, train_preference_method
-from rpg_llm.toy_world import ToyWorld, ToyWorldConfig
+from rpg_llm.toy.dpo_pairs import sample_preference_pairs
+from rpg_llm.toy.dpo_job import default_methods, evaluate_preference_method, train_preference_method
+from rpg_llm.toy.world import ToyWorld, ToyWorldConfig
 
 BETA, ALPHA_HAT, OMEGA_PRIME = 0.5, 0.5, 1.0
 

@@ -46,8 +46,8 @@ def _alias_loss(argv: list[str]) -> list[str]:
 def _parser(toy: bool):
     from trl import DatasetMixtureConfig, ModelConfig, ScriptArguments, TrlParser
 
-    from rpg_llm.dpo_config import DecoupledDPOConfig
-    from rpg_llm.dpo_toy import ToyDPOArguments
+    from rpg_llm.dpo.config import DecoupledDPOConfig
+    from rpg_llm.toy.dpo_job import ToyDPOArguments
 
     parser = TrlParser(
         (ScriptArguments, DecoupledDPOConfig, ModelConfig, DatasetMixtureConfig, ToyDPOArguments), prog="rpg dpo"
@@ -95,7 +95,7 @@ def build_model_job(script, training_args, model_args, dataset_args):
     """Load and check the data, then build the trainer (bad input fails here, before training)."""
     from trl import get_peft_config, get_quantization_config
 
-    from rpg_llm.dpo_trainer import DecoupledDPOTrainer, validate_preference_dataset
+    from rpg_llm.dpo.trainer import DecoupledDPOTrainer, validate_preference_dataset
 
     dataset = load_preference_dataset(script, dataset_args)
     if script.dataset_train_split not in dataset:
@@ -137,10 +137,10 @@ def run_model_job(trainer, training_args) -> int:
 def run_toy_job(training_args, toy, argv: list[str]) -> int:
     from accelerate import PartialState
 
-    from rpg_llm.dpo_data import sample_preference_pairs
-    from rpg_llm.dpo_toy import default_methods, print_tables, run_toy_comparison, write_results
+    from rpg_llm.toy.dpo_pairs import sample_preference_pairs
+    from rpg_llm.toy.dpo_job import default_methods, print_tables, run_toy_comparison, write_results
     from rpg_llm.report import provenance
-    from rpg_llm.toy_world import ToyWorld
+    from rpg_llm.toy.world import ToyWorld
 
     state = PartialState()
     started = time.perf_counter()

@@ -6,9 +6,9 @@ the trainer is checked against ground truth, not against another trainer.
 
 import pytest
 
-from rpg_llm.ppo_config import ResidualPPOConfig
-from rpg_llm.ppo_trainer import ResidualPPOTrainer
-from rpg_llm.toy_world import ToyWorld, ToyWorldConfig
+from rpg_llm.ppo.config import ResidualPPOConfig
+from rpg_llm.ppo.trainer import ResidualPPOTrainer
+from rpg_llm.toy.world import ToyWorld, ToyWorldConfig
 
 pytestmark = pytest.mark.slow
 

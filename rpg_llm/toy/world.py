@@ -466,7 +466,7 @@ class ToyWorld:
 
     @torch.no_grad()
     def _evaluate_monte_carlo(self, model, omega_prime: float, alpha_hat: float, num_samples: int, seed: int) -> dict:
-        from rpg_llm.sampling import sample_completions
+        from rpg_llm.ppo.sampling import sample_completions
 
         device = next(model.parameters()).device
         g = torch.Generator(device=device).manual_seed(seed)

@@ -17,9 +17,9 @@ import textwrap
 import pytest
 import torch
 
-from rpg_llm.ppo_config import ResidualPPOConfig
-from rpg_llm.ppo_trainer import ResidualPPOTrainer
-from rpg_llm.toy_world import ToyWorld, ToyWorldConfig
+from rpg_llm.ppo.config import ResidualPPOConfig
+from rpg_llm.ppo.trainer import ResidualPPOTrainer
+from rpg_llm.toy.world import ToyWorld, ToyWorldConfig
 
 WORLD = dict(vocab_size=6, completion_length=4, num_prompts=6, distill_steps=0, hidden_size=32, num_heads=2, seed=3)
 ARGS = dict(
@@ -32,9 +32,9 @@ WORKER = textwrap.dedent(
     """
     import json, sys
     import torch
-    from rpg_llm.ppo_config import ResidualPPOConfig
-    from rpg_llm.ppo_trainer import ResidualPPOTrainer
-    from rpg_llm.toy_world import ToyWorld, ToyWorldConfig
+    from rpg_llm.ppo.config import ResidualPPOConfig
+    from rpg_llm.ppo.trainer import ResidualPPOTrainer
+    from rpg_llm.toy.world import ToyWorld, ToyWorldConfig
 
     world_kwargs, args_kwargs, cache, out = json.loads(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3], sys.argv[4]
     world = ToyWorld.build(ToyWorldConfig(**world_kwargs), cache, progress=False)  # cached by the test

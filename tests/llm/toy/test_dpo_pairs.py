@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from rpg_llm.dpo_data import implicit_reward_accuracy, sample_preference_pairs
-from rpg_llm.toy_world import ToyWorld, ToyWorldConfig
+from rpg_llm.toy.dpo_pairs import implicit_reward_accuracy, sample_preference_pairs
+from rpg_llm.toy.world import ToyWorld, ToyWorldConfig
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Configuration of :class:`~rpg_llm.dpo_trainer.DecoupledDPOTrainer`: TRL's ``DPOConfig`` plus (α̂, ω').
+"""Configuration of :class:`~rpg_llm.dpo.trainer.DecoupledDPOTrainer`: TRL's ``DPOConfig`` plus (α̂, ω').
 
 Two loss types join TRL's own list and mix with them through ``loss_type`` / ``loss_weights``:
 

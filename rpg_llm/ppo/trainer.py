@@ -36,10 +36,10 @@ from trl.trainer.utils import entropy_from_logits, pad, selective_log_softmax
 from rpg.advantage import masked_gae, masked_mean, whiten
 from rpg.ppo import clipped_policy_loss, clipped_value_loss
 from rpg.reward import RewardCoefficients, residual_reward
-from rpg_llm.critic import CausalLMCritic, PolicyAndCritic
-from rpg_llm.ppo_config import ResidualPPOConfig
-from rpg_llm.reward_sources import FunctionRewards, RewardModelScorer
-from rpg_llm.sampling import position_ids_from_mask, sample_completions
+from rpg_llm.ppo.critic import CausalLMCritic, PolicyAndCritic
+from rpg_llm.ppo.config import ResidualPPOConfig
+from rpg_llm.ppo.rewards import FunctionRewards, RewardModelScorer
+from rpg_llm.ppo.sampling import position_ids_from_mask, sample_completions
 
 __all__ = ["ResidualPPOTrainer", "token_level_rewards", "last_token_index"]
 

@@ -6,10 +6,10 @@ import pytest
 import torch
 from datasets import Dataset
 
-from rpg_llm.ppo_config import ResidualPPOConfig
-from rpg_llm.ppo_trainer import ResidualPPOTrainer
-from rpg_llm.sampling import position_ids_from_mask, sample_completions
-from rpg_llm.toy_world import ToyWorld, ToyWorldConfig
+from rpg_llm.ppo.config import ResidualPPOConfig
+from rpg_llm.ppo.trainer import ResidualPPOTrainer
+from rpg_llm.ppo.sampling import position_ids_from_mask, sample_completions
+from rpg_llm.toy.world import ToyWorld, ToyWorldConfig
 
 
 @pytest.fixture(scope="module")
@@ -173,7 +173,7 @@ def test_bad_config_fails_in_one_line(tmp_path, overrides, match):
 
 
 def test_cli_reports_bad_input_in_one_line(world, tmp_path, capsys):
-    from rpg_llm.ppo_cli import main
+    from rpg_llm.ppo.cli import main
 
     data = tmp_path / "prompts.jsonl"
     data.write_text('{"text": "red blue"}\n')

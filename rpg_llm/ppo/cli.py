@@ -37,8 +37,8 @@ TOY_DEFAULTS = dict(
 def _parser(toy: bool):
     from trl import ModelConfig, ScriptArguments, TrlParser
 
-    from rpg_llm.ppo_config import ResidualPPOConfig
-    from rpg_llm.toy_experiment import ToyExperimentArguments
+    from rpg_llm.ppo.config import ResidualPPOConfig
+    from rpg_llm.toy.ppo_job import ToyExperimentArguments
 
     parser = TrlParser((ScriptArguments, ToyExperimentArguments, ResidualPPOConfig, ModelConfig), prog="rpg ppo")
     if toy:
@@ -78,7 +78,7 @@ def _load_prompt_dataset(script):
 def run_model_job(script, ppo_args, model_args) -> int:
     from trl import get_peft_config
 
-    from rpg_llm.ppo_trainer import ResidualPPOTrainer
+    from rpg_llm.ppo.trainer import ResidualPPOTrainer
 
     dataset = _load_prompt_dataset(script)
     # ModelConfig's loading options reach every from_pretrained (policy, reference, critic).
@@ -106,8 +106,8 @@ def run_toy_job(experiment, ppo_args, argv: list[str]) -> int:
     from accelerate import PartialState
 
     from rpg_llm.report import provenance
-    from rpg_llm.toy_experiment import print_results, run_toy_comparison, write_results
-    from rpg_llm.toy_world import ToyWorld
+    from rpg_llm.toy.ppo_job import print_results, run_toy_comparison, write_results
+    from rpg_llm.toy.world import ToyWorld
 
     state = PartialState()
     ignored = [flag for flag in ("--omega_prime", "--alpha_hat", "--kl_coef") if any(a.split("=")[0] == flag for a in argv)]

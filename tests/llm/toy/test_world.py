@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from rpg.maxent import soft_value_iteration
-from rpg_llm.toy_world import ToyWorld, ToyWorldConfig
+from rpg_llm.toy.world import ToyWorld, ToyWorldConfig
 
 SMALL = dict(vocab_size=5, completion_length=3, num_prompts=3, distill_steps=150, hidden_size=32, num_heads=2, seed=3)
 
