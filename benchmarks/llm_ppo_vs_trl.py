@@ -67,21 +67,18 @@ def ensure_rpg_venv(path: Path) -> Path:
 def build_assets(directory: Path, seed: int = 0) -> dict:
     """A tiny Llama policy + tokenizer, a same-size Llama reward model, 256 prompts (jsonl)."""
     import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import LlamaConfig, LlamaForCausalLM, LlamaForSequenceClassification, PreTrainedTokenizerFast
+    from transformers import LlamaForCausalLM, LlamaForSequenceClassification
+
+    sys.path.insert(0, str(ROOT))
+    from rpg_llm.toy.tiny_llama import tiny_llama_config, word_tokenizer
 
     torch.manual_seed(seed)
     words = [f"w{i}" for i in range(500)]
-    vocab = {t: i for i, t in enumerate(["<pad>", "<eos>", *words])}
-    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<pad>"))
-    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    backend.decoder = decoders.WordPiece(prefix="##", cleanup=False)
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", eos_token="<eos>", padding_side="left")
-    shape = dict(vocab_size=len(vocab), hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
-                 num_key_value_heads=4, max_position_embeddings=128, pad_token_id=0, eos_token_id=1, bos_token_id=None)
-    LlamaForCausalLM(LlamaConfig(**shape)).save_pretrained(directory / "policy")
+    tokenizer = word_tokenizer(words)  # <pad>, <eos>, then the words: vocab 502
+    shape = dict(hidden_size=128, num_layers=2, num_heads=4, max_positions=128)
+    LlamaForCausalLM(tiny_llama_config(tokenizer, **shape)).save_pretrained(directory / "policy")
     tokenizer.save_pretrained(directory / "policy")
-    LlamaForSequenceClassification(LlamaConfig(**shape, num_labels=1)).save_pretrained(directory / "reward")
+    LlamaForSequenceClassification(tiny_llama_config(tokenizer, **shape, num_labels=1)).save_pretrained(directory / "reward")
     tokenizer.save_pretrained(directory / "reward")
     g = torch.Generator().manual_seed(seed)
     with open(directory / "prompts.jsonl", "w") as f:

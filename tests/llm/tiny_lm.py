@@ -1,8 +1,8 @@
-"""A tiny word-level causal LM and preference dataset, built locally, for tests and benchmarks.
+"""A tiny word-level causal LM and a random preference dataset, built locally, for tests and benchmarks.
 
-Nothing here touches a hub: the tokenizer is a ``tokenizers`` WordLevel model wrapped in
-``PreTrainedTokenizerFast``, the model a small ``LlamaConfig``; both are saved to a directory and
-meant to be loaded back with ``from_pretrained``, the path a real model takes.
+Nothing here touches a hub: the tokenizer and model shapes come from :mod:`rpg_llm.toy.tiny_llama`; both
+are saved to a directory and meant to be loaded back with ``from_pretrained``, the path a real model takes.
+(Benchmarks import this module with ``tests/`` on ``sys.path``.)
 """
 
 from __future__ import annotations
@@ -12,22 +12,13 @@ from pathlib import Path
 
 import torch
 from datasets import Dataset
-from tokenizers import Tokenizer, models, pre_tokenizers
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from transformers import LlamaForCausalLM
 
-__all__ = ["SPECIAL_TOKENS", "build_word_tokenizer", "build_tiny_causal_lm", "random_preference_dataset"]
+from rpg_llm.toy.tiny_llama import tiny_llama_config, word_tokenizer
+
+__all__ = ["SPECIAL_TOKENS", "build_tiny_causal_lm", "random_preference_dataset"]
 
 SPECIAL_TOKENS = {"pad_token": "<pad>", "eos_token": "</s>", "bos_token": "<s>", "unk_token": "<unk>"}
-
-
-def build_word_tokenizer(words: list[str]) -> PreTrainedTokenizerFast:
-    """Whitespace-split word tokenizer over ``words`` plus ``SPECIAL_TOKENS`` (ids 0-3)."""
-    vocab = {token: index for index, token in enumerate(SPECIAL_TOKENS.values())}
-    for word in words:
-        vocab.setdefault(word, len(vocab))
-    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token=SPECIAL_TOKENS["unk_token"]))
-    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    return PreTrainedTokenizerFast(tokenizer_object=backend, padding_side="left", **SPECIAL_TOKENS)
 
 
 def build_tiny_causal_lm(
@@ -39,21 +30,9 @@ def build_tiny_causal_lm(
 ) -> Path:
     """Save a randomly initialised tiny Llama and its tokenizer (words ``w0..w{n-1}``) to ``directory``."""
     directory = Path(directory)
-    tokenizer = build_word_tokenizer([f"w{index}" for index in range(num_words)])
+    tokenizer = word_tokenizer([f"w{index}" for index in range(num_words)], SPECIAL_TOKENS)
     torch.manual_seed(seed)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=hidden_size,
-        intermediate_size=2 * hidden_size,
-        num_hidden_layers=num_layers,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=128,
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        tie_word_embeddings=False,
-    )
+    config = tiny_llama_config(tokenizer, hidden_size=hidden_size, num_layers=num_layers, num_heads=2, max_positions=128)
     model = LlamaForCausalLM(config)
     with torch.no_grad():  # larger-than-default weights so sequence log-probs differ visibly between models
         for parameter in model.parameters():

@@ -122,10 +122,11 @@ def test_metrics_report_each_reward_component(world, tmp_path):
 
 
 def test_reward_model_source(world, tmp_path):
-    from transformers import LlamaConfig, LlamaForSequenceClassification
+    from transformers import LlamaForSequenceClassification
 
-    config = LlamaConfig(vocab_size=len(world.tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                         num_attention_heads=2, num_key_value_heads=2, num_labels=1, pad_token_id=world.pad_token_id)
+    from rpg_llm.toy.tiny_llama import tiny_llama_config
+
+    config = tiny_llama_config(world.tokenizer, hidden_size=16, num_layers=1, num_heads=2, max_positions=32, num_labels=1)
     LlamaForSequenceClassification(config).save_pretrained(tmp_path / "rm")
     world.tokenizer.save_pretrained(tmp_path / "rm")
     trainer = _trainer(world, _args(tmp_path, max_steps=1, reward_model_path=str(tmp_path / "rm")), reward_funcs=None)
