@@ -5,7 +5,7 @@ What a user imports (the library):
 - :mod:`rpg_llm.ppo` — ``ResidualPPOTrainer`` / ``ResidualPPOConfig``: PPO on a causal LM, TRL's conventions;
 - :mod:`rpg_llm.dpo` — ``DecoupledDPOTrainer`` / ``DecoupledDPOConfig``: decoupled DPO and the
   implicit-reward cross-entropy loss on TRL's ``DPOTrainer``;
-- ``precision``, ``report``: shared by both trainers and their command lines.
+- ``precision``, ``report``, ``cli_common``: shared by both trainers and their command lines.
 
 What the embedded default builds (the experiments): :mod:`rpg_llm.toy` — a token world small enough to
 compute the optimal policy exactly, and the PPO / DPO jobs that compare trainers against it.

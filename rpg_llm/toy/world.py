@@ -114,6 +114,13 @@ class ToyWorldArguments:
     def __post_init__(self) -> None:
         self.world_config()  # bad world fields fail here, in one line, before any model is built
 
+    def build_world(self) -> "ToyWorld":
+        """The world these fields name, built once: the main process builds it, the others read the cache."""
+        from accelerate import PartialState
+
+        with PartialState().main_process_first():
+            return ToyWorld.build(self.world_config(), self.world_cache_dir)
+
     def world_config(self) -> ToyWorldConfig:
         return ToyWorldConfig(
             vocab_size=self.world_vocab_size,
