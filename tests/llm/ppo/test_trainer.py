@@ -9,14 +9,12 @@ from datasets import Dataset
 from rpg_llm.ppo.config import ResidualPPOConfig
 from rpg_llm.ppo.trainer import ResidualPPOTrainer
 from rpg_llm.ppo.sampling import position_ids_from_mask, sample_completions
-from rpg_llm.toy.world import ToyWorld, ToyWorldConfig
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
+def world(toy_world):
     # A random (undistilled) tiny Llama + its tokenizer, saved and loaded through from_pretrained.
-    config = ToyWorldConfig(vocab_size=6, completion_length=4, num_prompts=3, distill_steps=0, hidden_size=32, num_heads=2, seed=5)
-    return ToyWorld.build(config, tmp_path_factory.mktemp("ppo_world"), progress=False)
+    return toy_world(vocab_size=6, completion_length=4, num_prompts=3, distill_steps=0, hidden_size=32, num_heads=2, seed=5)
 
 
 def _args(tmp_path, **overrides):

@@ -12,8 +12,8 @@ SMALL = dict(vocab_size=5, completion_length=3, num_prompts=3, distill_steps=150
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    return ToyWorld.build(ToyWorldConfig(**SMALL), tmp_path_factory.mktemp("toy_world"), progress=False)
+def world(toy_world):
+    return toy_world(**SMALL)
 
 
 def test_exact_prior_is_the_sequence_gibbs_distribution_of_r(world):
