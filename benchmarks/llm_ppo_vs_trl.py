@@ -78,7 +78,8 @@ def build_assets(directory: Path, seed: int = 0) -> dict:
     shape = dict(hidden_size=128, num_layers=2, num_heads=4, max_positions=128)
     LlamaForCausalLM(tiny_llama_config(tokenizer, **shape)).save_pretrained(directory / "policy")
     tokenizer.save_pretrained(directory / "policy")
-    LlamaForSequenceClassification(tiny_llama_config(tokenizer, **shape, num_labels=1)).save_pretrained(directory / "reward")
+    reward_model = LlamaForSequenceClassification(tiny_llama_config(tokenizer, **shape, num_labels=1))
+    reward_model.save_pretrained(directory / "reward")
     tokenizer.save_pretrained(directory / "reward")
     g = torch.Generator().manual_seed(seed)
     with open(directory / "prompts.jsonl", "w") as f:

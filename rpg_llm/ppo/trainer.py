@@ -108,7 +108,9 @@ class ResidualPPOTrainer:
         reward_model = reward_model if reward_model is not None else args.reward_model_path
         model_path = model if isinstance(model, (str, os.PathLike)) else None
         # Everything cheap is checked before anything heavy is loaded: bad input fails in one line.
-        _check_inputs(args, train_dataset, model_path, reward_funcs, reward_model, reward_processing_class, ref_model, peft_config)
+        _check_inputs(
+            args, train_dataset, model_path, reward_funcs, reward_model, reward_processing_class, ref_model, peft_config
+        )
         self.tokenizer = _setup_tokenizer(processing_class, model_path)
         # Function rewards are ready now; a reward model is loaded after the policy (_setup_reward_model).
         self.reward_source = FunctionRewards(reward_funcs, args.reward_weights) if reward_funcs is not None else None
@@ -139,7 +141,7 @@ class ResidualPPOTrainer:
         set_seed(args.seed)  # before any weight is initialized (value head, LoRA adapters)
 
     def _setup_policy_and_critic(self, model, model_path, peft_config):
-        """The policy (with LoRA adapters under ``peft_config``) and the critic, whose trunk copies the base policy's."""
+        """The policy (LoRA adapters under ``peft_config``) and the critic, whose trunk copies the base policy's."""
         from transformers import AutoModelForCausalLM
 
         init = dict(self.args.model_init_kwargs or {})
@@ -463,7 +465,7 @@ class ResidualPPOTrainer:
         return final
 
     def _checkpoints(self) -> list[Path]:
-        """The finished ``checkpoint-<iteration>`` folders of ``output_dir``, oldest first (``.tmp`` staging excluded)."""
+        """The finished ``checkpoint-<iteration>`` folders of ``output_dir``, oldest first (no ``.tmp`` staging)."""
         found = Path(self.args.output_dir).glob("checkpoint-*[0-9]")
         return sorted(found, key=lambda path: int(path.name.split("-")[-1]))
 
@@ -510,7 +512,9 @@ def _tracker(args: ResidualPPOConfig) -> str | None:
     return "tensorboard" if "tensorboard" in (args.report_to or []) else None
 
 
-def _check_inputs(args, train_dataset, model_path, reward_funcs, reward_model, reward_processing_class, ref_model, peft_config) -> None:
+def _check_inputs(
+    args, train_dataset, model_path, reward_funcs, reward_model, reward_processing_class, ref_model, peft_config
+) -> None:
     """The trainer's cheap checks (dataset, exactly one reward source, model paths), each one line."""
     if train_dataset is None or "prompt" not in train_dataset.column_names:
         columns = None if train_dataset is None else train_dataset.column_names

@@ -14,7 +14,8 @@ from rpg_llm.ppo.sampling import position_ids_from_mask, sample_completions
 @pytest.fixture(scope="module")
 def world(toy_world):
     # A random (undistilled) tiny Llama + its tokenizer, saved and loaded through from_pretrained.
-    return toy_world(vocab_size=6, completion_length=4, num_prompts=3, distill_steps=0, hidden_size=32, num_heads=2, seed=5)
+    return toy_world(vocab_size=6, completion_length=4, num_prompts=3, distill_steps=0, hidden_size=32, num_heads=2,
+                     seed=5)
 
 
 def _args(tmp_path, **overrides):
@@ -124,7 +125,8 @@ def test_reward_model_source(world, tmp_path):
 
     from rpg_llm.toy.tiny_llama import tiny_llama_config
 
-    config = tiny_llama_config(world.tokenizer, hidden_size=16, num_layers=1, num_heads=2, max_positions=32, num_labels=1)
+    config = tiny_llama_config(world.tokenizer, hidden_size=16, num_layers=1, num_heads=2, max_positions=32,
+                               num_labels=1)
     LlamaForSequenceClassification(config).save_pretrained(tmp_path / "rm")
     world.tokenizer.save_pretrained(tmp_path / "rm")
     trainer = _trainer(world, _args(tmp_path, max_steps=1, reward_model_path=str(tmp_path / "rm")), reward_funcs=None)

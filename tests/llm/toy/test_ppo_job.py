@@ -17,7 +17,8 @@ RESIDUAL = (0.5, 0.25)  # ω' ≠ α̂: target ∝ π_prior² · exp(4·r_R)
 
 @pytest.fixture(scope="module")
 def world(toy_world):
-    return toy_world(vocab_size=6, completion_length=3, num_prompts=3, distill_steps=250, hidden_size=32, num_heads=2, seed=1)
+    return toy_world(vocab_size=6, completion_length=3, num_prompts=3, distill_steps=250, hidden_size=32, num_heads=2,
+                     seed=1)
 
 
 def _train(world, tmp_path, coefficients):
