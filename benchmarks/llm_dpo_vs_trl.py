@@ -138,6 +138,7 @@ def main(argv=None) -> int:
         return 0
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     from llm.tiny_lm import build_tiny_causal_lm
+    from rpg.utils.atomic import write_text_atomic
     from rpg_llm.report import provenance
 
     started = time.perf_counter()
@@ -204,10 +205,7 @@ def main(argv=None) -> int:
     result = {"provenance": facts, "baseline": baseline, "variants": {k: VARIANTS[k][1] for k in VARIANTS},
               "results": rows}
     output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    temporary = output.with_suffix(".json.tmp")
-    temporary.write_text(json.dumps(result, indent=1, default=str))
-    temporary.replace(output)
+    write_text_atomic(output, json.dumps(result, indent=1, default=str))
 
     from rich.console import Console
     from rich.table import Table

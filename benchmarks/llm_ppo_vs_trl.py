@@ -156,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     ratio_mem = summary["rpg"]["training_peak_rss_mib"] / summary["trl"]["training_peak_rss_mib"]
     ratio_total_mem = summary["rpg"]["peak_rss_mib"] / summary["trl"]["peak_rss_mib"]
     sys.path.insert(0, str(ROOT))
+    from rpg.utils.atomic import write_text_atomic
     from rpg_llm.report import provenance
 
     payload = {
@@ -180,10 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         "runs": runs,
     }
     output = Path(cli.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp_out = output.with_suffix(".json.tmp")
-    tmp_out.write_text(json.dumps(payload, indent=1))
-    tmp_out.replace(output)
+    write_text_atomic(output, json.dumps(payload, indent=1))
     print(f"time per iteration rpg/TRL (best runs) = {ratio_time:.2f}x wall, {ratio_cpu:.2f}x CPU "
           f"(pooled medians {ratio_time_pooled:.2f}x); training peak RSS rpg/TRL = {ratio_mem:.2f}x "
           f"(total peak RSS {ratio_total_mem:.2f}x)  -> {output}")
