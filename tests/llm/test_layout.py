@@ -4,8 +4,11 @@ Only the command lines (``ppo/cli.py``, ``dpo/cli.py``) reach into ``rpg_llm.toy
 default job; everything a user imports to train a real model stands without it.
 """
 
+import os
 import pathlib
 import re
+import subprocess
+import sys
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "rpg_llm"
@@ -23,3 +26,21 @@ def test_the_library_does_not_import_the_toy_world():
     assert {"ppo/trainer.py", "dpo/trainer.py", "cli_common.py"} <= {p.relative_to(PACKAGE).as_posix() for p in files}
     offenders = [path.relative_to(ROOT).as_posix() for path in files if IMPORTS_TOY.search(path.read_text())]
     assert offenders == []
+
+
+def test_public_names_load_on_first_use():
+    code = (
+        "import sys, rpg_llm\n"
+        "assert 'transformers' not in sys.modules and 'trl' not in sys.modules, 'import rpg_llm should stay cheap'\n"
+        "from rpg_llm import DecoupledDPOConfig, DecoupledDPOTrainer, ResidualPPOConfig, ResidualPPOTrainer\n"
+        "from rpg_llm.dpo import config, trainer\n"
+        "from rpg_llm.ppo import config as ppo_config, trainer as ppo_trainer\n"
+        "assert (DecoupledDPOConfig, DecoupledDPOTrainer) == (config.DecoupledDPOConfig, trainer.DecoupledDPOTrainer)\n"
+        "assert (ResidualPPOConfig, ResidualPPOTrainer) == (ppo_config.ResidualPPOConfig, ppo_trainer.ResidualPPOTrainer)\n"
+        "print(sorted(rpg_llm.__all__))\n"
+    )
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split("\n")[0] == str(sorted(["ResidualPPOTrainer", "ResidualPPOConfig", "DecoupledDPOTrainer",
+                                                    "DecoupledDPOConfig"]))
