@@ -29,6 +29,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import torch  # noqa: E402
 
+# The tiny word-level model and random pairs are the tests' helpers (tests/llm/tiny_lm.py), not part of the package.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
 VARIANTS = {
     # name: (trainer, config kwargs)
     "trl_sigmoid": ("trl", dict(loss_type=["sigmoid"], beta=0.1)),
@@ -56,10 +59,11 @@ def build_trainer(variant: str, workdir: Path, args):
     from transformers import AutoTokenizer
     from trl import DPOConfig, DPOTrainer
 
-    from rpg_llm.dpo_config import DecoupledDPOConfig
+    from rpg_llm.dpo.config import DecoupledDPOConfig
     from rpg_llm.precision import bf16_supported_on_device
-    from rpg_llm.dpo_tiny import random_preference_dataset
-    from rpg_llm.dpo_trainer import DecoupledDPOTrainer
+    from rpg_llm.dpo.trainer import DecoupledDPOTrainer
+
+    from llm.tiny_lm import random_preference_dataset
 
     kind, config = VARIANTS[variant]
     common = dict(output_dir=str(workdir / variant), per_device_train_batch_size=args.pairs, report_to="none",
@@ -133,7 +137,8 @@ def main(argv=None) -> int:
         memory_child(args.memory_child, Path(args.workdir), args)
         return 0
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
-    from rpg_llm.dpo_tiny import build_tiny_causal_lm
+    from llm.tiny_lm import build_tiny_causal_lm
+    from rpg.utils.atomic import write_text_atomic
     from rpg_llm.report import provenance
 
     started = time.perf_counter()
@@ -200,10 +205,7 @@ def main(argv=None) -> int:
     result = {"provenance": facts, "baseline": baseline, "variants": {k: VARIANTS[k][1] for k in VARIANTS},
               "results": rows}
     output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    temporary = output.with_suffix(".json.tmp")
-    temporary.write_text(json.dumps(result, indent=1, default=str))
-    temporary.replace(output)
+    write_text_atomic(output, json.dumps(result, indent=1, default=str))
 
     from rich.console import Console
     from rich.table import Table

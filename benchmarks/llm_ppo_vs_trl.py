@@ -67,21 +67,19 @@ def ensure_rpg_venv(path: Path) -> Path:
 def build_assets(directory: Path, seed: int = 0) -> dict:
     """A tiny Llama policy + tokenizer, a same-size Llama reward model, 256 prompts (jsonl)."""
     import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import LlamaConfig, LlamaForCausalLM, LlamaForSequenceClassification, PreTrainedTokenizerFast
+    from transformers import LlamaForCausalLM, LlamaForSequenceClassification
+
+    sys.path.insert(0, str(ROOT))
+    from rpg_llm.toy.tiny_llama import tiny_llama_config, word_tokenizer
 
     torch.manual_seed(seed)
     words = [f"w{i}" for i in range(500)]
-    vocab = {t: i for i, t in enumerate(["<pad>", "<eos>", *words])}
-    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<pad>"))
-    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    backend.decoder = decoders.WordPiece(prefix="##", cleanup=False)
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", eos_token="<eos>", padding_side="left")
-    shape = dict(vocab_size=len(vocab), hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
-                 num_key_value_heads=4, max_position_embeddings=128, pad_token_id=0, eos_token_id=1, bos_token_id=None)
-    LlamaForCausalLM(LlamaConfig(**shape)).save_pretrained(directory / "policy")
+    tokenizer = word_tokenizer(words)  # <pad>, <eos>, then the words: vocab 502
+    shape = dict(hidden_size=128, num_layers=2, num_heads=4, max_positions=128)
+    LlamaForCausalLM(tiny_llama_config(tokenizer, **shape)).save_pretrained(directory / "policy")
     tokenizer.save_pretrained(directory / "policy")
-    LlamaForSequenceClassification(LlamaConfig(**shape, num_labels=1)).save_pretrained(directory / "reward")
+    reward_model = LlamaForSequenceClassification(tiny_llama_config(tokenizer, **shape, num_labels=1))
+    reward_model.save_pretrained(directory / "reward")
     tokenizer.save_pretrained(directory / "reward")
     g = torch.Generator().manual_seed(seed)
     with open(directory / "prompts.jsonl", "w") as f:
@@ -158,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     ratio_mem = summary["rpg"]["training_peak_rss_mib"] / summary["trl"]["training_peak_rss_mib"]
     ratio_total_mem = summary["rpg"]["peak_rss_mib"] / summary["trl"]["peak_rss_mib"]
     sys.path.insert(0, str(ROOT))
+    from rpg.utils.atomic import write_text_atomic
     from rpg_llm.report import provenance
 
     payload = {
@@ -182,10 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         "runs": runs,
     }
     output = Path(cli.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp_out = output.with_suffix(".json.tmp")
-    tmp_out.write_text(json.dumps(payload, indent=1))
-    tmp_out.replace(output)
+    write_text_atomic(output, json.dumps(payload, indent=1))
     print(f"time per iteration rpg/TRL (best runs) = {ratio_time:.2f}x wall, {ratio_cpu:.2f}x CPU "
           f"(pooled medians {ratio_time_pooled:.2f}x); training peak RSS rpg/TRL = {ratio_mem:.2f}x "
           f"(total peak RSS {ratio_total_mem:.2f}x)  -> {output}")

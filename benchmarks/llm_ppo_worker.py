@@ -30,8 +30,8 @@ def peak_rss_mib() -> float:
 def run_rpg(assets: str, s: dict, marks: list[float]) -> None:
     from datasets import load_dataset
 
-    from rpg_llm.ppo_config import ResidualPPOConfig
-    from rpg_llm.ppo_trainer import ResidualPPOTrainer
+    from rpg_llm.ppo.config import ResidualPPOConfig
+    from rpg_llm.ppo.trainer import ResidualPPOTrainer
 
     dataset = load_dataset("json", data_files=os.path.join(assets, "prompts.jsonl"), split="train")
     args = ResidualPPOConfig(
@@ -101,7 +101,7 @@ def main() -> None:
     import datasets  # noqa: F401
 
     if cli.impl == "rpg":
-        import rpg_llm.ppo_trainer  # noqa: F401
+        import rpg_llm.ppo.trainer  # noqa: F401
     else:
         import trl.experimental.ppo  # noqa: F401
     rss_imported = rss_mib()

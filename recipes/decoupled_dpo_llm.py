@@ -11,7 +11,7 @@ ToyDPOArguments field (see ``--help``).
 
 import sys
 
-from rpg_llm.dpo_cli import main
+from rpg_llm.dpo.cli import main
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

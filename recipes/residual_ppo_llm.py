@@ -11,7 +11,7 @@ ToyExperimentArguments fields (see ``--help``).
 
 import sys
 
-from rpg_llm.ppo_cli import main
+from rpg_llm.ppo.cli import main
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

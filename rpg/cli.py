@@ -12,8 +12,8 @@ import sys
 
 # subcommand -> (module, function, one-line help). Each function takes the remaining argv.
 SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
-    "ppo": ("rpg_llm.ppo_cli", "main", "Residual PPO on a causal LM (r_R + ω'·log π_ref − α̂·log πθ per token)"),
-    "dpo": ("rpg_llm.dpo_cli", "main", "DPO, decoupled DPO and the implicit-reward CE loss on TRL's DPOTrainer"),
+    "ppo": ("rpg_llm.ppo.cli", "main", "Residual PPO on a causal LM (r_R + ω'·log π_ref − α̂·log πθ per token)"),
+    "dpo": ("rpg_llm.dpo.cli", "main", "DPO, decoupled DPO and the implicit-reward CE loss on TRL's DPOTrainer"),
     "control": ("rpg_control.cli", "main", "MuJoCo: train / customize / eval / reproduce (Soft and Residual PPO)"),
 }
 

@@ -17,9 +17,8 @@ import textwrap
 import pytest
 import torch
 
-from rpg_llm.ppo_config import ResidualPPOConfig
-from rpg_llm.ppo_trainer import ResidualPPOTrainer
-from rpg_llm.toy_world import ToyWorld, ToyWorldConfig
+from rpg_llm.ppo.config import ResidualPPOConfig
+from rpg_llm.ppo.trainer import ResidualPPOTrainer
 
 WORLD = dict(vocab_size=6, completion_length=4, num_prompts=6, distill_steps=0, hidden_size=32, num_heads=2, seed=3)
 ARGS = dict(
@@ -32,9 +31,9 @@ WORKER = textwrap.dedent(
     """
     import json, sys
     import torch
-    from rpg_llm.ppo_config import ResidualPPOConfig
-    from rpg_llm.ppo_trainer import ResidualPPOTrainer
-    from rpg_llm.toy_world import ToyWorld, ToyWorldConfig
+    from rpg_llm.ppo.config import ResidualPPOConfig
+    from rpg_llm.ppo.trainer import ResidualPPOTrainer
+    from rpg_llm.toy.world import ToyWorld, ToyWorldConfig
 
     world_kwargs, args_kwargs, cache, out = json.loads(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3], sys.argv[4]
     world = ToyWorld.build(ToyWorldConfig(**world_kwargs), cache, progress=False)  # cached by the test
@@ -53,9 +52,9 @@ WORKER = textwrap.dedent(
 
 
 @pytest.mark.slow
-def test_two_processes_shard_prompts_and_stay_in_sync(tmp_path):
-    cache = tmp_path / "cache"
-    world = ToyWorld.build(ToyWorldConfig(**WORLD), cache, progress=False)
+def test_two_processes_shard_prompts_and_stay_in_sync(toy_world, tmp_path):
+    world = toy_world(**WORLD)
+    cache = world.directory.parent  # the workers load the same built world from it
     single = ResidualPPOTrainer(
         ResidualPPOConfig(output_dir=str(tmp_path / "single"), **{**ARGS, "per_device_train_batch_size": 4}),
         str(world.prior_model_dir), processing_class=world.tokenizer, train_dataset=world.prompt_dataset(repeats=4),

@@ -7,8 +7,8 @@ import json
 import pytest
 
 from rpg import cli as rpg_cli
-from rpg_llm import dpo_cli
-from rpg_llm.dpo_tiny import build_tiny_causal_lm, random_preference_dataset
+from rpg_llm.dpo import cli as dpo_cli
+from ..tiny_lm import build_tiny_causal_lm, random_preference_dataset
 
 
 @pytest.fixture(scope="module")

@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import pytest
 
-from rpg_llm.dpo_data import sample_preference_pairs
-from rpg_llm.dpo_toy import default_methods, evaluate_preference_method, train_preference_method
-from rpg_llm.toy_world import ToyWorld, ToyWorldConfig
+from rpg_llm.toy.dpo_pairs import sample_preference_pairs
+from rpg_llm.toy.dpo_job import default_methods, evaluate_preference_method, train_preference_method
 
 BETA, ALPHA_HAT, OMEGA_PRIME = 0.5, 0.5, 1.0
 
 
 @pytest.mark.slow
-def test_dpo_and_decoupled_dpo_move_toward_their_own_exact_targets(tmp_path):
-    world = ToyWorld.build(ToyWorldConfig(), progress=False)  # shared cache: $RPG_CACHE or ~/.cache/rpg
+def test_dpo_and_decoupled_dpo_move_toward_their_own_exact_targets(toy_world, tmp_path):
+    world = toy_world()  # the default world, in the shared cache: $RPG_CACHE or ~/.cache/rpg
     train_pairs = sample_preference_pairs(world, 8000, seed=0)
     heldout_pairs = sample_preference_pairs(world, 500, seed=1)
     reference_log_probs = world.model_log_probs(world.load_prior_model())

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from rpg.reward import RewardCoefficients, residual_reward
-from rpg_llm.ppo_trainer import last_token_index, token_level_rewards
-from rpg_llm.sampling import completion_mask_from_eos
+from rpg_llm.ppo.trainer import last_token_index, token_level_rewards
+from rpg_llm.ppo.sampling import completion_mask_from_eos
 
 EOS, PAD = 1, 0
 

@@ -6,17 +6,16 @@ import pytest
 import torch
 from datasets import Dataset
 
-from rpg_llm.ppo_config import ResidualPPOConfig
-from rpg_llm.ppo_trainer import ResidualPPOTrainer
-from rpg_llm.sampling import position_ids_from_mask, sample_completions
-from rpg_llm.toy_world import ToyWorld, ToyWorldConfig
+from rpg_llm.ppo.config import ResidualPPOConfig
+from rpg_llm.ppo.trainer import ResidualPPOTrainer
+from rpg_llm.ppo.sampling import position_ids_from_mask, sample_completions
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
+def world(toy_world):
     # A random (undistilled) tiny Llama + its tokenizer, saved and loaded through from_pretrained.
-    config = ToyWorldConfig(vocab_size=6, completion_length=4, num_prompts=3, distill_steps=0, hidden_size=32, num_heads=2, seed=5)
-    return ToyWorld.build(config, tmp_path_factory.mktemp("ppo_world"), progress=False)
+    return toy_world(vocab_size=6, completion_length=4, num_prompts=3, distill_steps=0, hidden_size=32, num_heads=2,
+                     seed=5)
 
 
 def _args(tmp_path, **overrides):
@@ -122,10 +121,12 @@ def test_metrics_report_each_reward_component(world, tmp_path):
 
 
 def test_reward_model_source(world, tmp_path):
-    from transformers import LlamaConfig, LlamaForSequenceClassification
+    from transformers import LlamaForSequenceClassification
 
-    config = LlamaConfig(vocab_size=len(world.tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                         num_attention_heads=2, num_key_value_heads=2, num_labels=1, pad_token_id=world.pad_token_id)
+    from rpg_llm.toy.tiny_llama import tiny_llama_config
+
+    config = tiny_llama_config(world.tokenizer, hidden_size=16, num_layers=1, num_heads=2, max_positions=32,
+                               num_labels=1)
     LlamaForSequenceClassification(config).save_pretrained(tmp_path / "rm")
     world.tokenizer.save_pretrained(tmp_path / "rm")
     trainer = _trainer(world, _args(tmp_path, max_steps=1, reward_model_path=str(tmp_path / "rm")), reward_funcs=None)
@@ -173,7 +174,7 @@ def test_bad_config_fails_in_one_line(tmp_path, overrides, match):
 
 
 def test_cli_reports_bad_input_in_one_line(world, tmp_path, capsys):
-    from rpg_llm.ppo_cli import main
+    from rpg_llm.ppo.cli import main
 
     data = tmp_path / "prompts.jsonl"
     data.write_text('{"text": "red blue"}\n')

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from datasets import Dataset
 
-from rpg_llm.toy_world import ToyWorld
+from rpg_llm.toy.world import ToyWorld
 
 __all__ = ["sample_preference_pairs", "implicit_reward_accuracy"]
 

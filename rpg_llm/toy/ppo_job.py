@@ -14,9 +14,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rpg_llm.ppo_config import ResidualPPOConfig
+from rpg_llm.ppo.config import ResidualPPOConfig
 from rpg_llm.report import markdown_table, print_table, write_result_files
-from rpg_llm.toy_world import ToyWorld, ToyWorldArguments
+from rpg_llm.toy.world import ToyWorld, ToyWorldArguments
 
 __all__ = ["ToyExperimentArguments", "method_coefficients", "run_toy_comparison", "print_results", "write_results"]
 
@@ -56,7 +56,7 @@ def method_coefficients(experiment: ToyExperimentArguments) -> dict[str, tuple[f
 
 def run_toy_comparison(experiment: ToyExperimentArguments, ppo_args: ResidualPPOConfig, world: ToyWorld | None = None) -> dict:
     """Train each method from the prior and evaluate it exactly; returns the rows and run facts."""
-    from rpg_llm.ppo_trainer import ResidualPPOTrainer
+    from rpg_llm.ppo.trainer import ResidualPPOTrainer
 
     world = world or ToyWorld.build(experiment.world_config(), experiment.world_cache_dir)
     coefficients = method_coefficients(experiment)

@@ -34,53 +34,25 @@ TOY_DEFAULTS = dict(
 )
 
 
-def _parser(toy: bool):
-    from trl import ModelConfig, ScriptArguments, TrlParser
-
-    from rpg_llm.ppo_config import ResidualPPOConfig
-    from rpg_llm.toy_experiment import ToyExperimentArguments
-
-    parser = TrlParser((ScriptArguments, ToyExperimentArguments, ResidualPPOConfig, ModelConfig), prog="rpg ppo")
-    if toy:
-        parser.set_defaults(**TOY_DEFAULTS)
-    return parser
-
-
 def _parse(argv: list[str]):
-    # First pass tells the job apart; the toy job then re-parses with its embedded defaults
-    # (a YAML --config and explicit flags still override them).
-    script, experiment, ppo_args, model_args = _parser(toy=False).parse_args_and_config(argv)
-    if model_args.model_name_or_path is None:
-        script, experiment, ppo_args, model_args = _parser(toy=True).parse_args_and_config(argv)
-    return script, experiment, ppo_args, model_args
+    """(script, toy experiment, PPO, model) arguments; the toy job's defaults when no model is given."""
+    from trl import ModelConfig, ScriptArguments
 
+    from rpg_llm.cli_common import parse_job
+    from rpg_llm.ppo.config import ResidualPPOConfig
+    from rpg_llm.toy.ppo_job import ToyExperimentArguments
 
-def _load_prompt_dataset(script):
-    import os
-
-    from datasets import load_dataset
-
-    if script.dataset_name is None:
-        raise ValueError("--dataset_name is required with --model_name_or_path (a hub dataset or a local .json/.jsonl/.csv/.parquet file)")
-    name = script.dataset_name
-    split = script.dataset_train_split
-    if os.path.isfile(name):
-        kind = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}.get(os.path.splitext(name)[1])
-        if kind is None:
-            raise ValueError(f"dataset file {name} must be .json, .jsonl, .csv or .parquet")
-        return load_dataset(kind, data_files=name, split="train")
-    try:
-        return load_dataset(name, name=script.dataset_config, split=split)
-    except Exception as error:
-        raise ValueError(f"cannot load dataset {name!r} split {split!r}: {str(error).splitlines()[0]}") from None
+    types = (ScriptArguments, ToyExperimentArguments, ResidualPPOConfig, ModelConfig)
+    return parse_job(types, TOY_DEFAULTS, argv, "rpg ppo")
 
 
 def run_model_job(script, ppo_args, model_args) -> int:
     from trl import get_peft_config
 
-    from rpg_llm.ppo_trainer import ResidualPPOTrainer
+    from rpg_llm.cli_common import load_named_dataset
+    from rpg_llm.ppo.trainer import ResidualPPOTrainer
 
-    dataset = _load_prompt_dataset(script)
+    dataset = load_named_dataset(script, split=script.dataset_train_split)
     # ModelConfig's loading options reach every from_pretrained (policy, reference, critic).
     init = {"revision": model_args.model_revision, "trust_remote_code": getattr(model_args, "trust_remote_code", False)}
     if model_args.attn_implementation is not None:
@@ -106,8 +78,7 @@ def run_toy_job(experiment, ppo_args, argv: list[str]) -> int:
     from accelerate import PartialState
 
     from rpg_llm.report import provenance
-    from rpg_llm.toy_experiment import print_results, run_toy_comparison, write_results
-    from rpg_llm.toy_world import ToyWorld
+    from rpg_llm.toy.ppo_job import print_results, run_toy_comparison, write_results
 
     state = PartialState()
     ignored = [flag for flag in ("--omega_prime", "--alpha_hat", "--kl_coef") if any(a.split("=")[0] == flag for a in argv)]
@@ -115,9 +86,7 @@ def run_toy_job(experiment, ppo_args, argv: list[str]) -> int:
         print(f"note: {', '.join(ignored)} ignored by the toy job; each method's (ω', α̂) comes from "
               "--greedy_alpha_hat, --kl_beta, --residual_omega_prime, --residual_alpha_hat", file=sys.stderr)
     started = time.perf_counter()
-    # Build the world once (main process first, the others then read the cache).
-    with state.main_process_first():
-        world = ToyWorld.build(experiment.world_config(), experiment.world_cache_dir)
+    world = experiment.build_world()
     result = run_toy_comparison(experiment, ppo_args, world)
     if state.is_main_process:
         facts = provenance(
@@ -145,7 +114,9 @@ def main(argv: list[str] | None = None) -> int:
             return run_toy_job(experiment, ppo_args, argv)
         return run_model_job(script, ppo_args, model_args)
     except (ValueError, OSError) as error:
-        print(f"rpg ppo: error: {str(error).splitlines()[0] if str(error) else type(error).__name__}", file=sys.stderr)
+        from rpg_llm.cli_common import error_line
+
+        print(error_line("rpg ppo", error), file=sys.stderr)
         return 2
 
 

@@ -1,6 +1,6 @@
 """DPO, decoupled DPO and the CE loss on the toy token world, scored against exact targets.
 
-Each :class:`PreferenceMethod` names a loss of :class:`~rpg_llm.dpo_trainer.DecoupledDPOTrainer`
+Each :class:`PreferenceMethod` names a loss of :class:`~rpg_llm.dpo.trainer.DecoupledDPOTrainer`
 and the exact policy it is scored against. Under Bradley–Terry preferences on r_R (paper App. B)
 the population optimum of DPO with β is π ∝ π_prior·exp(r_R/β) (the RPG target with ω' = α̂ = β)
 and that of decoupled DPO is π ∝ π_prior^(ω'/α̂)·exp(r_R/α̂) (eq. 25). The CE loss (eq. 24) has no
@@ -17,11 +17,11 @@ from pathlib import Path
 import torch
 from datasets import Dataset
 
-from rpg_llm.dpo_config import DecoupledDPOConfig
-from rpg_llm.dpo_data import implicit_reward_accuracy
-from rpg_llm.dpo_trainer import DecoupledDPOTrainer
+from rpg_llm.dpo.config import DecoupledDPOConfig
+from rpg_llm.toy.dpo_pairs import implicit_reward_accuracy
+from rpg_llm.dpo.trainer import DecoupledDPOTrainer
 from rpg_llm.report import markdown_table, print_table, write_result_files
-from rpg_llm.toy_world import ToyWorld, ToyWorldArguments
+from rpg_llm.toy.world import ToyWorld, ToyWorldArguments
 
 __all__ = [
     "PreferenceMethod", "default_methods", "train_preference_method", "evaluate_preference_method",

@@ -3,9 +3,9 @@
 import dataclasses
 from pathlib import Path
 
-from rpg_llm.ppo_cli import TOY_DEFAULTS, _parse
+from rpg_llm.ppo.cli import TOY_DEFAULTS, _parse
 
-CONFIG = Path(__file__).resolve().parents[1] / "recipes" / "configs" / "residual_ppo_toy.yaml"
+CONFIG = Path(__file__).resolve().parents[3] / "recipes" / "configs" / "residual_ppo_toy.yaml"
 
 
 def test_toy_yaml_matches_the_embedded_default():

@@ -16,7 +16,6 @@ flag or a YAML key. Bad input ends with one ``rpg dpo: error: ...`` line and exi
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 
@@ -43,59 +42,34 @@ def _alias_loss(argv: list[str]) -> list[str]:
             for arg in argv]
 
 
-def _parser(toy: bool):
-    from trl import DatasetMixtureConfig, ModelConfig, ScriptArguments, TrlParser
-
-    from rpg_llm.dpo_config import DecoupledDPOConfig
-    from rpg_llm.dpo_toy import ToyDPOArguments
-
-    parser = TrlParser(
-        (ScriptArguments, DecoupledDPOConfig, ModelConfig, DatasetMixtureConfig, ToyDPOArguments), prog="rpg dpo"
-    )
-    if toy:
-        parser.set_defaults(**TOY_DEFAULTS)
-    return parser
-
-
 def parse(argv: list[str]):
     """(script, training, model, dataset-mixture, toy) arguments; toy defaults when no model is given."""
-    argv = _alias_loss(argv)
-    parsed = _parser(toy=False).parse_args_and_config(argv)
-    if parsed[2].model_name_or_path is None:
-        parsed = _parser(toy=True).parse_args_and_config(argv)
-    return parsed
+    from trl import DatasetMixtureConfig, ModelConfig, ScriptArguments
+
+    from rpg_llm.cli_common import parse_job
+    from rpg_llm.dpo.config import DecoupledDPOConfig
+    from rpg_llm.toy.dpo_job import ToyDPOArguments
+
+    types = (ScriptArguments, DecoupledDPOConfig, ModelConfig, DatasetMixtureConfig, ToyDPOArguments)
+    return parse_job(types, TOY_DEFAULTS, _alias_loss(argv), "rpg dpo")
 
 
 def load_preference_dataset(script, dataset_args):
-    """A ``DatasetDict`` from a dataset mixture, a hub name, a local data file or a saved dataset."""
-    from datasets import Dataset, DatasetDict, load_dataset, load_from_disk
+    """A ``DatasetDict`` from a dataset mixture (``--datasets``) or what ``--dataset_name`` names."""
     from trl import get_dataset
+
+    from rpg_llm.cli_common import load_named_dataset
 
     if dataset_args.datasets:
         return get_dataset(dataset_args)
-    name = script.dataset_name
-    if name is None:
-        raise ValueError("--dataset_name is required with --model_name_or_path (a hub dataset, a local "
-                         ".json/.jsonl/.csv/.parquet file or a save_to_disk directory)")
-    if os.path.isfile(name):
-        kind = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}.get(os.path.splitext(name)[1])
-        if kind is None:
-            raise ValueError(f"dataset file {name} must be .json, .jsonl, .csv or .parquet")
-        return load_dataset(kind, data_files={script.dataset_train_split: name})
-    if os.path.isdir(name) and any(os.path.exists(os.path.join(name, f)) for f in ("dataset_dict.json", "dataset_info.json")):
-        loaded = load_from_disk(name)
-        return DatasetDict({script.dataset_train_split: loaded}) if isinstance(loaded, Dataset) else loaded
-    try:
-        return load_dataset(name, name=script.dataset_config, streaming=script.dataset_streaming)
-    except Exception as error:  # hub / network / format errors: one line
-        raise ValueError(f"cannot load dataset {name!r}: {str(error).splitlines()[0]}") from None
+    return load_named_dataset(script, streaming=script.dataset_streaming)
 
 
 def build_model_job(script, training_args, model_args, dataset_args):
     """Load and check the data, then build the trainer (bad input fails here, before training)."""
     from trl import get_peft_config, get_quantization_config
 
-    from rpg_llm.dpo_trainer import DecoupledDPOTrainer, validate_preference_dataset
+    from rpg_llm.dpo.trainer import DecoupledDPOTrainer, validate_preference_dataset
 
     dataset = load_preference_dataset(script, dataset_args)
     if script.dataset_train_split not in dataset:
@@ -137,16 +111,14 @@ def run_model_job(trainer, training_args) -> int:
 def run_toy_job(training_args, toy, argv: list[str]) -> int:
     from accelerate import PartialState
 
-    from rpg_llm.dpo_data import sample_preference_pairs
-    from rpg_llm.dpo_toy import default_methods, print_tables, run_toy_comparison, write_results
+    from rpg_llm.toy.dpo_pairs import sample_preference_pairs
+    from rpg_llm.toy.dpo_job import default_methods, print_tables, run_toy_comparison, write_results
     from rpg_llm.report import provenance
-    from rpg_llm.toy_world import ToyWorld
 
     state = PartialState()
     started = time.perf_counter()
     facts = provenance(["python recipes/decoupled_dpo_llm.py", *argv])  # commit of the code that runs
-    with state.main_process_first():  # build once; the other processes read the cache
-        world = ToyWorld.build(toy.world_config(), toy.world_cache_dir)
+    world = toy.build_world()
     train_pairs = sample_preference_pairs(world, toy.num_train_pairs, seed=toy.pair_seed)
     heldout_pairs = sample_preference_pairs(world, toy.num_heldout_pairs, seed=toy.pair_seed + 1)
     methods = default_methods(training_args.beta, training_args.alpha_hat, training_args.omega_prime, toy.methods)
@@ -187,8 +159,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             job = build_model_job(script, training_args, model_args, dataset_args)
     except (ValueError, OSError) as error:
-        message = str(error).splitlines()[0] if str(error) else type(error).__name__
-        print(f"rpg dpo: error: {message}", file=sys.stderr)
+        from rpg_llm.cli_common import error_line
+
+        print(error_line("rpg dpo", error), file=sys.stderr)
         return 2
     if job is None:
         return run_toy_job(training_args, toy, argv)

@@ -7,13 +7,12 @@ import math
 import pytest
 import torch
 
-from rpg_llm.dpo_data import implicit_reward_accuracy, sample_preference_pairs
-from rpg_llm.toy_world import ToyWorld, ToyWorldConfig
+from rpg_llm.toy.dpo_pairs import implicit_reward_accuracy, sample_preference_pairs
 
 
 @pytest.fixture(scope="module")
-def world():
-    return ToyWorld.build(ToyWorldConfig(), progress=False)  # shared cache with the other toy-world tests
+def world(toy_world):
+    return toy_world()  # the default world, in the shared cache
 
 
 def test_pairs_follow_bradley_terry_on_the_addon_reward(world):

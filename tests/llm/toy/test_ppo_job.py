@@ -6,9 +6,8 @@ the trainer is checked against ground truth, not against another trainer.
 
 import pytest
 
-from rpg_llm.ppo_config import ResidualPPOConfig
-from rpg_llm.ppo_trainer import ResidualPPOTrainer
-from rpg_llm.toy_world import ToyWorld, ToyWorldConfig
+from rpg_llm.ppo.config import ResidualPPOConfig
+from rpg_llm.ppo.trainer import ResidualPPOTrainer
 
 pytestmark = pytest.mark.slow
 
@@ -17,9 +16,9 @@ RESIDUAL = (0.5, 0.25)  # ω' ≠ α̂: target ∝ π_prior² · exp(4·r_R)
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    config = ToyWorldConfig(vocab_size=6, completion_length=3, num_prompts=3, distill_steps=250, hidden_size=32, num_heads=2, seed=1)
-    return ToyWorld.build(config, tmp_path_factory.mktemp("oracle_world"), progress=False)
+def world(toy_world):
+    return toy_world(vocab_size=6, completion_length=3, num_prompts=3, distill_steps=250, hidden_size=32, num_heads=2,
+                     seed=1)
 
 
 def _train(world, tmp_path, coefficients):

@@ -40,12 +40,10 @@ from typing import Callable
 import torch
 
 from rpg.maxent import SoftSolution, rpg_target, soft_value_iteration
+from rpg_llm.toy.tiny_llama import TOY_SPECIAL_TOKENS, tiny_llama_config, word_tokenizer
 
 __all__ = ["ToyWorldConfig", "ToyWorldArguments", "ToyWorld", "default_cache_dir"]
 
-PAD_TOKEN = "<pad>"
-EOS_TOKEN = "<eos>"
-_SPECIAL_TOKENS = (PAD_TOKEN, EOS_TOKEN)
 _WORDS = (
     "red", "blue", "green", "gold", "cat", "dog", "owl", "fox",
     "sun", "moon", "rain", "snow", "tree", "leaf", "rock", "sand",
@@ -116,6 +114,13 @@ class ToyWorldArguments:
     def __post_init__(self) -> None:
         self.world_config()  # bad world fields fail here, in one line, before any model is built
 
+    def build_world(self) -> "ToyWorld":
+        """The world these fields name, built once: the main process builds it, the others read the cache."""
+        from accelerate import PartialState
+
+        with PartialState().main_process_first():
+            return ToyWorld.build(self.world_config(), self.world_cache_dir)
+
     def world_config(self) -> ToyWorldConfig:
         return ToyWorldConfig(
             vocab_size=self.world_vocab_size,
@@ -124,19 +129,6 @@ class ToyWorldArguments:
             seed=self.world_seed,
             distill_steps=self.world_distill_steps,
         )
-
-def _build_tokenizer(words: list[str]):
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    vocab = {token: i for i, token in enumerate([*_SPECIAL_TOKENS, *words])}
-    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token=PAD_TOKEN))
-    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    backend.decoder = decoders.WordPiece(prefix="##", cleanup=False)  # joins words with spaces
-    return PreTrainedTokenizerFast(
-        tokenizer_object=backend, pad_token=PAD_TOKEN, eos_token=EOS_TOKEN, padding_side="left"
-    )
-
 
 class ToyWorld:
     """A built toy world. Use :meth:`build`; the constructor only wires loaded pieces together."""
@@ -150,7 +142,7 @@ class ToyWorld:
         self.prompt_words: list[list[int]] = tables["prompt_words"]  # content indices
         self.target_words: list[int] = tables["target_words"]
         self.info: dict = tables.get("info", {})
-        self.num_special = len(_SPECIAL_TOKENS)
+        self.num_special = len(TOY_SPECIAL_TOKENS)  # ids 0..num_special−1; content words follow
         self.pad_token_id = tokenizer.pad_token_id
         self.eos_token_id = tokenizer.eos_token_id
         self.prior = self._exact_prior()
@@ -169,7 +161,7 @@ class ToyWorld:
         staging = Path(tempfile.mkdtemp(prefix=".building-", dir=cache_dir))
         try:
             tables = cls._make_tables(config)
-            tokenizer = _build_tokenizer(tables["words"])
+            tokenizer = word_tokenizer(tables["words"], TOY_SPECIAL_TOKENS)
             world = cls(config, directory, tables, tokenizer)
             model = world._distill_prior(progress=progress)
             model.save_pretrained(staging / "prior_model")
@@ -466,7 +458,7 @@ class ToyWorld:
 
     @torch.no_grad()
     def _evaluate_monte_carlo(self, model, omega_prime: float, alpha_hat: float, num_samples: int, seed: int) -> dict:
-        from rpg_llm.sampling import sample_completions
+        from rpg_llm.ppo.sampling import sample_completions
 
         device = next(model.parameters()).device
         g = torch.Generator(device=device).manual_seed(seed)
@@ -512,23 +504,16 @@ class ToyWorld:
         Batches mix prior samples with uniform random completions, so the model also learns the
         prior on prefixes the prior rarely visits (customization moves there).
         """
-        from transformers import LlamaConfig, LlamaForCausalLM
+        from transformers import LlamaForCausalLM
 
         cfg = self.config
         torch.manual_seed(cfg.seed)
-        vocab = self.num_special + self.vocab_size
-        model_config = LlamaConfig(
-            vocab_size=vocab,
+        model_config = tiny_llama_config(
+            self.tokenizer,
             hidden_size=cfg.hidden_size,
-            intermediate_size=2 * cfg.hidden_size,
-            num_hidden_layers=cfg.num_layers,
-            num_attention_heads=cfg.num_heads,
-            num_key_value_heads=cfg.num_heads,
-            max_position_embeddings=max(32, 2 * (cfg.prompt_length + cfg.completion_length)),
-            pad_token_id=self.pad_token_id,
-            eos_token_id=self.eos_token_id,
-            bos_token_id=None,
-            tie_word_embeddings=False,
+            num_layers=cfg.num_layers,
+            num_heads=cfg.num_heads,
+            max_positions=max(32, 2 * (cfg.prompt_length + cfg.completion_length)),
         )
         model = LlamaForCausalLM(model_config)
         optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.distill_lr, weight_decay=0.0)

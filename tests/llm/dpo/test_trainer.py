@@ -15,10 +15,10 @@ from peft import LoraConfig
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import DPOConfig, DPOTrainer
 
-from rpg_llm.dpo_config import TRL_LOSS_TYPES, DecoupledDPOConfig
+from rpg_llm.dpo.config import TRL_LOSS_TYPES, DecoupledDPOConfig
 from rpg_llm.precision import bf16_supported_on_device
-from rpg_llm.dpo_tiny import build_tiny_causal_lm, random_preference_dataset
-from rpg_llm.dpo_trainer import PREFERENCE_LABEL_KEY, DecoupledDPOTrainer
+from ..tiny_lm import build_tiny_causal_lm, random_preference_dataset
+from rpg_llm.dpo.trainer import PREFERENCE_LABEL_KEY, DecoupledDPOTrainer
 
 BATCH = 6
 

@@ -1,4 +1,4 @@
-"""Configuration of :class:`~rpg_llm.dpo_trainer.DecoupledDPOTrainer`: TRL's ``DPOConfig`` plus (α̂, ω').
+"""Configuration of :class:`~rpg_llm.dpo.trainer.DecoupledDPOTrainer`: TRL's ``DPOConfig`` plus (α̂, ω').
 
 Two loss types join TRL's own list and mix with them through ``loss_type`` / ``loss_weights``:
 
@@ -100,7 +100,3 @@ class DecoupledDPOConfig(DPOConfig):
             if self.use_weighting:
                 raise ValueError(f"use_weighting (WPO) is not supported with loss_type {rpg_losses}")
         super().__post_init__()
-
-    @property
-    def rpg_loss_types(self) -> list[str]:
-        return [loss_type for loss_type in self.loss_type if loss_type in RPG_LOSS_TYPES]

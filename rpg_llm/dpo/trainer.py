@@ -22,7 +22,7 @@ from datasets import Dataset, IterableDataset
 from trl import DPOTrainer
 
 from rpg.preference import decoupled_dpo_loss, implicit_reward_cross_entropy_loss
-from rpg_llm.dpo_config import RPG_LOSS_TYPES, DecoupledDPOConfig
+from rpg_llm.dpo.config import RPG_LOSS_TYPES, DecoupledDPOConfig
 
 __all__ = ["DecoupledDPOTrainer", "PreferenceLabelCollator", "validate_preference_dataset", "PREFERENCE_LABEL_KEY"]
 

@@ -17,10 +17,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from rpg_llm import dpo_cli
-from rpg_llm.dpo_tiny import build_tiny_causal_lm, random_preference_dataset
+from rpg_llm.dpo import cli as dpo_cli
+from ..tiny_lm import build_tiny_causal_lm, random_preference_dataset
 
-RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "decoupled_dpo_llm.py"
+RECIPE = Path(__file__).resolve().parents[3] / "recipes" / "decoupled_dpo_llm.py"
 
 
 def flags(model_dir, data_file, output_dir, batch_size):

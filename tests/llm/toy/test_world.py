@@ -6,14 +6,14 @@ import pytest
 import torch
 
 from rpg.maxent import soft_value_iteration
-from rpg_llm.toy_world import ToyWorld, ToyWorldConfig
+from rpg_llm.toy.world import ToyWorld, ToyWorldConfig
 
 SMALL = dict(vocab_size=5, completion_length=3, num_prompts=3, distill_steps=150, hidden_size=32, num_heads=2, seed=3)
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    return ToyWorld.build(ToyWorldConfig(**SMALL), tmp_path_factory.mktemp("toy_world"), progress=False)
+def world(toy_world):
+    return toy_world(**SMALL)
 
 
 def test_exact_prior_is_the_sequence_gibbs_distribution_of_r(world):

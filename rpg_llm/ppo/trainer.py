@@ -18,6 +18,7 @@ reference from the entropy of the result. Runs under ``accelerate launch`` on 1.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -36,10 +37,10 @@ from trl.trainer.utils import entropy_from_logits, pad, selective_log_softmax
 from rpg.advantage import masked_gae, masked_mean, whiten
 from rpg.ppo import clipped_policy_loss, clipped_value_loss
 from rpg.reward import RewardCoefficients, residual_reward
-from rpg_llm.critic import CausalLMCritic, PolicyAndCritic
-from rpg_llm.ppo_config import ResidualPPOConfig
-from rpg_llm.reward_sources import FunctionRewards, RewardModelScorer
-from rpg_llm.sampling import position_ids_from_mask, sample_completions
+from rpg_llm.ppo.critic import CausalLMCritic, PolicyAndCritic
+from rpg_llm.ppo.config import ResidualPPOConfig
+from rpg_llm.ppo.rewards import FunctionRewards, RewardModelScorer
+from rpg_llm.ppo.sampling import position_ids_from_mask, sample_completions
 
 __all__ = ["ResidualPPOTrainer", "token_level_rewards", "last_token_index"]
 
@@ -103,93 +104,94 @@ class ResidualPPOTrainer:
         self.args = args
         self.callbacks = list(callbacks or [])
         self.coefficients = args.coefficients()
-        # ---- validate everything cheap before loading anything heavy
-        if train_dataset is None or "prompt" not in train_dataset.column_names:
-            columns = None if train_dataset is None else train_dataset.column_names
-            raise ValueError(f"the train dataset needs a 'prompt' column (TRL's prompt-only format); got columns {columns}")
-        if len(train_dataset) == 0:
-            raise ValueError("the train dataset is empty")
         reward_funcs = reward_funcs if reward_funcs is not None else args.reward_funcs
         reward_model = reward_model if reward_model is not None else args.reward_model_path
-        if (reward_funcs is None) == (reward_model is None):
-            raise ValueError("give exactly one reward source: reward_funcs (reward_funcs=...) or a reward model (reward_model_path=...)")
         model_path = model if isinstance(model, (str, os.PathLike)) else None
-        if model_path is not None:
-            _check_model_path(model_path, "model_name_or_path")
-        for name, path in (("ref_model_path", args.ref_model_path), ("value_model_path", args.value_model_path)):
-            if path is not None:
-                _check_model_path(path, name)
-        if isinstance(reward_model, (str, os.PathLike)):
-            _check_model_path(reward_model, "reward_model_path")
-        elif reward_model is not None and reward_processing_class is None:
-            raise ValueError("pass reward_processing_class (the reward model's tokenizer) with a reward model object")
-        if processing_class is None:
-            from transformers import AutoTokenizer
-
-            if model_path is None:
-                raise ValueError("pass processing_class (the tokenizer) when the model is given as an object")
-            processing_class = AutoTokenizer.from_pretrained(model_path)
-        if processing_class.pad_token_id is None:
-            raise ValueError("the tokenizer has no pad token; set one first (e.g. tokenizer.pad_token = tokenizer.eos_token)")
-        self.tokenizer = processing_class
-        self.reward_source = (
-            FunctionRewards(reward_funcs, args.reward_weights)
-            if reward_funcs is not None
-            else None  # the reward model is loaded below, after the cheap checks
+        # Everything cheap is checked before anything heavy is loaded: bad input fails in one line.
+        _check_inputs(
+            args, train_dataset, model_path, reward_funcs, reward_model, reward_processing_class, ref_model, peft_config
         )
+        self.tokenizer = _setup_tokenizer(processing_class, model_path)
+        # Function rewards are ready now; a reward model is loaded after the policy (_setup_reward_model).
+        self.reward_source = FunctionRewards(reward_funcs, args.reward_weights) if reward_funcs is not None else None
+        self._setup_accelerator()
+        policy, critic = self._setup_policy_and_critic(model, model_path, peft_config)
+        self._setup_reference(ref_model, model_path, policy)
+        if self.reward_source is None:
+            self._setup_reward_model(reward_model, reward_processing_class)
+        self._setup_data(train_dataset)
+        self._setup_optimization(policy, critic)
+        self.iteration = 0
+        self.log_history: list[dict] = []
+        self._permutations: dict[int, torch.Tensor] = {}
+        if _tracker(args) is not None:
+            self.accelerator.init_trackers("residual_ppo", config={"omega_prime": args.omega_prime, "alpha_hat": args.alpha_hat})
 
-        # ---- accelerate, models
+    # ------------------------------------------------------------------ setup, in the order __init__ runs it
+    def _setup_accelerator(self) -> None:
+        args = self.args
         mixed_precision = "bf16" if args.bf16 else "fp16" if args.fp16 else "no"
-        log_with = "tensorboard" if "tensorboard" in (args.report_to or []) else None
         self.accelerator = Accelerator(
             gradient_accumulation_steps=args.gradient_accumulation_steps,
             mixed_precision=mixed_precision,
             cpu=args.use_cpu,
-            log_with=log_with,
+            log_with=_tracker(args),
             project_dir=args.output_dir,
         )
-        set_seed(args.seed)
+        set_seed(args.seed)  # before any weight is initialized (value head, LoRA adapters)
+
+    def _setup_policy_and_critic(self, model, model_path, peft_config):
+        """The policy (LoRA adapters under ``peft_config``) and the critic, whose trunk copies the base policy's."""
         from transformers import AutoModelForCausalLM
 
-        init = dict(args.model_init_kwargs or {})
+        init = dict(self.args.model_init_kwargs or {})
         policy = AutoModelForCausalLM.from_pretrained(model_path, **init) if model_path is not None else model
         policy.config.use_cache = False
-        if args.value_model_path is not None:
-            critic = CausalLMCritic.from_pretrained(args.value_model_path, **init)
+        if self.args.value_model_path is not None:
+            critic = CausalLMCritic.from_pretrained(self.args.value_model_path, **init)
         else:
-            critic = CausalLMCritic.from_causal_lm(policy)
+            critic = CausalLMCritic.from_causal_lm(policy)  # before the adapters: the critic gets none
         self.is_peft = peft_config is not None
         if self.is_peft:
             from peft import get_peft_model
 
-            if ref_model is not None or args.ref_model_path is not None:
-                raise ValueError("with LoRA the reference is the base model (adapters disabled); do not pass ref_model")
             policy = get_peft_model(policy, peft_config)
+        return policy, critic
+
+    def _setup_reference(self, ref_model, model_path, policy) -> None:
+        """π_ref, frozen: ``ref_model``, else ``ref_model_path``, else the policy's starting weights.
+
+        Under LoRA there is no second copy: π_ref is the policy with its adapters disabled (:meth:`_reference`).
+        """
+        if self.is_peft:
             self.ref_model = None
-        else:
-            if ref_model is None:
-                if args.ref_model_path is not None:
-                    ref_model = AutoModelForCausalLM.from_pretrained(args.ref_model_path, **init)
-                elif model_path is not None:
-                    ref_model = AutoModelForCausalLM.from_pretrained(model_path, **init)
-                else:
-                    import copy
+            return
+        from transformers import AutoModelForCausalLM
 
-                    ref_model = copy.deepcopy(policy)
-            elif isinstance(ref_model, (str, os.PathLike)):
-                ref_model = AutoModelForCausalLM.from_pretrained(ref_model, **init)
-            ref_model.requires_grad_(False).eval()
-            self.ref_model = ref_model.to(self.accelerator.device)
-        if self.reward_source is None:
-            if isinstance(reward_model, (str, os.PathLike)):
-                self.reward_source = RewardModelScorer.from_pretrained(reward_model)
+        init = dict(self.args.model_init_kwargs or {})
+        if ref_model is None:
+            if self.args.ref_model_path is not None:
+                ref_model = AutoModelForCausalLM.from_pretrained(self.args.ref_model_path, **init)
+            elif model_path is not None:
+                ref_model = AutoModelForCausalLM.from_pretrained(model_path, **init)
             else:
-                if reward_processing_class is None:
-                    raise ValueError("pass reward_processing_class with a reward model object")
-                self.reward_source = RewardModelScorer(reward_model, reward_processing_class)
-            self.reward_source.model.to(self.accelerator.device)
+                ref_model = copy.deepcopy(policy)
+        elif isinstance(ref_model, (str, os.PathLike)):
+            ref_model = AutoModelForCausalLM.from_pretrained(ref_model, **init)
+        ref_model.requires_grad_(False).eval()
+        self.ref_model = ref_model.to(self.accelerator.device)
 
-        # ---- data
+    def _setup_reward_model(self, reward_model, reward_processing_class) -> None:
+        """r_R from a sequence-classification model (a path, or an object with its tokenizer)."""
+        if isinstance(reward_model, (str, os.PathLike)):
+            self.reward_source = RewardModelScorer.from_pretrained(reward_model)
+        else:
+            self.reward_source = RewardModelScorer(reward_model, reward_processing_class)
+        self.reward_source.model.to(self.accelerator.device)
+
+    def _setup_data(self, train_dataset) -> None:
+        """Tokenized prompts and the run length: ``max_steps`` iterations, else enough to cover ``total_episodes``."""
+        args = self.args
         self.train_dataset = self._tokenize(train_dataset)
         world = self.accelerator.num_processes
         total_episodes = args.total_episodes or len(train_dataset)
@@ -198,9 +200,11 @@ class ResidualPPOTrainer:
         )
         self.num_optimizer_steps = self.num_iterations * args.num_ppo_epochs * args.num_mini_batches
 
-        # ---- optimizer over the trainable parameters of policy (or its adapters) and critic
+    def _setup_optimization(self, policy, critic) -> None:
+        """One module (policy + critic), activation checkpointing, AdamW over what trains, the LR schedule; prepared."""
         from transformers import get_scheduler
 
+        args = self.args
         self.model = PolicyAndCritic(policy, critic)
         self._checkpointing_kwargs = (
             getattr(args, "activation_checkpointing_kwargs", None) or args.gradient_checkpointing_kwargs or {"use_reentrant": False}
@@ -219,11 +223,6 @@ class ResidualPPOTrainer:
         self.model, self.optimizer = self.accelerator.prepare(self.model, optimizer)
         self.lr_scheduler = scheduler
         self.accelerator.register_for_checkpointing(self.lr_scheduler)
-        self.iteration = 0
-        self.log_history: list[dict] = []
-        self._permutations: dict[int, torch.Tensor] = {}
-        if log_with is not None:
-            self.accelerator.init_trackers("residual_ppo", config={"omega_prime": args.omega_prime, "alpha_hat": args.alpha_hat})
 
     # ------------------------------------------------------------------ data
     def _tokenize(self, dataset):
@@ -267,10 +266,15 @@ class ResidualPPOTrainer:
     def _policy(self):
         return self.accelerator.unwrap_model(self.model).policy
 
-    def _reference(self):
-        """π_ref and a context factory: under LoRA the policy itself with adapters disabled."""
-        policy = self._policy()
-        return (policy, policy.disable_adapter) if self.is_peft else (self.ref_model, nullcontext)
+    def _reference(self, policy=None):
+        """π_ref and the context to score it in: under LoRA ``policy`` itself with adapters disabled.
+
+        ``policy`` is the unwrapped policy the rollout samples with (default: the trained one).
+        """
+        if not self.is_peft:
+            return self.ref_model, nullcontext
+        policy = self._policy() if policy is None else policy
+        return policy, policy.disable_adapter
 
     def _completion_logprobs(self, model, input_ids, attention_mask, position_ids, completion_ids) -> torch.Tensor:
         L = completion_ids.shape[1]
@@ -296,7 +300,7 @@ class ResidualPPOTrainer:
             attention_mask = torch.cat([prompt_mask, mask.long()], dim=1)
             position_ids = position_ids_from_mask(attention_mask)
             ref_logprobs, values = [], []
-            ref_model, ref_context = (policy, policy.disable_adapter) if self.is_peft else (self.ref_model, nullcontext)
+            ref_model, ref_context = self._reference(policy)
             step = args.local_rollout_forward_batch_size
             keep = args.response_length + 1
             with self.accelerator.autocast():
@@ -460,17 +464,21 @@ class ResidualPPOTrainer:
         accelerator.wait_for_everyone()
         return final
 
+    def _checkpoints(self) -> list[Path]:
+        """The finished ``checkpoint-<iteration>`` folders of ``output_dir``, oldest first (no ``.tmp`` staging)."""
+        found = Path(self.args.output_dir).glob("checkpoint-*[0-9]")
+        return sorted(found, key=lambda path: int(path.name.split("-")[-1]))
+
     def _rotate_checkpoints(self) -> None:
         limit = self.args.save_total_limit
         if not limit:
             return
-        checkpoints = sorted(Path(self.args.output_dir).glob("checkpoint-*[0-9]"), key=lambda p: int(p.name.split("-")[-1]))
-        for old in checkpoints[:-limit]:
+        for old in self._checkpoints()[:-limit]:
             shutil.rmtree(old, ignore_errors=True)
 
     def _load_checkpoint(self, resume: str | bool) -> None:
         if resume is True or str(resume).lower() in ("true", "latest"):
-            checkpoints = sorted(Path(self.args.output_dir).glob("checkpoint-*[0-9]"), key=lambda p: int(p.name.split("-")[-1]))
+            checkpoints = self._checkpoints()
             if not checkpoints:
                 raise ValueError(f"no checkpoint-* to resume from in {self.args.output_dir}")
             path = checkpoints[-1]
@@ -497,6 +505,48 @@ class ResidualPPOTrainer:
     def policy(self):
         """The trained policy (unwrapped from DDP)."""
         return self._policy()
+
+
+def _tracker(args: ResidualPPOConfig) -> str | None:
+    """The accelerate tracker named by ``report_to`` (TensorBoard is the one supported), or None."""
+    return "tensorboard" if "tensorboard" in (args.report_to or []) else None
+
+
+def _check_inputs(
+    args, train_dataset, model_path, reward_funcs, reward_model, reward_processing_class, ref_model, peft_config
+) -> None:
+    """The trainer's cheap checks (dataset, exactly one reward source, model paths), each one line."""
+    if train_dataset is None or "prompt" not in train_dataset.column_names:
+        columns = None if train_dataset is None else train_dataset.column_names
+        raise ValueError(f"the train dataset needs a 'prompt' column (TRL's prompt-only format); got columns {columns}")
+    if len(train_dataset) == 0:
+        raise ValueError("the train dataset is empty")
+    if (reward_funcs is None) == (reward_model is None):
+        raise ValueError("give exactly one reward source: reward_funcs (reward_funcs=...) or a reward model (reward_model_path=...)")
+    if model_path is not None:
+        _check_model_path(model_path, "model_name_or_path")
+    for name, path in (("ref_model_path", args.ref_model_path), ("value_model_path", args.value_model_path)):
+        if path is not None:
+            _check_model_path(path, name)
+    if isinstance(reward_model, (str, os.PathLike)):
+        _check_model_path(reward_model, "reward_model_path")
+    elif reward_model is not None and reward_processing_class is None:
+        raise ValueError("pass reward_processing_class (the reward model's tokenizer) with a reward model object")
+    if peft_config is not None and (ref_model is not None or args.ref_model_path is not None):
+        raise ValueError("with LoRA the reference is the base model (adapters disabled); do not pass ref_model")
+
+
+def _setup_tokenizer(processing_class, model_path):
+    """The given tokenizer, else the model's; it must have a pad token (prompts are left-padded)."""
+    if processing_class is None:
+        from transformers import AutoTokenizer
+
+        if model_path is None:
+            raise ValueError("pass processing_class (the tokenizer) when the model is given as an object")
+        processing_class = AutoTokenizer.from_pretrained(model_path)
+    if processing_class.pad_token_id is None:
+        raise ValueError("the tokenizer has no pad token; set one first (e.g. tokenizer.pad_token = tokenizer.eos_token)")
+    return processing_class
 
 
 def _check_model_path(path, name: str) -> None:

@@ -1,0 +1,1 @@
+"""Tests of rpg_llm; the folders mirror the package (ppo/, dpo/, toy/)."""
