@@ -13,29 +13,24 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rpg_control.checkpoint import load_checkpoint
-from rpg_control.config import ConfigError, config_from_dict
+from rpg_control.checkpoint import load_checkpoint, load_policy
+from rpg_control.config import ConfigError
 from rpg_control.envs import make_vec_env
 from rpg.utils.provenance import provenance
-from rpg_control.train import build_model
+from rpg_control.rollout import ActionBounds, policy_input
 
 
 def evaluate(checkpoint: str | Path, episodes: int = 100, seed: int = 0, deterministic: bool = True, num_envs: int | None = None) -> dict:
     if not isinstance(episodes, int) or episodes <= 0:
         raise ConfigError(f"episodes must be a positive integer, got {episodes!r}")
     payload = load_checkpoint(checkpoint)
-    config = config_from_dict(payload["config"])
-    model, normalizer = build_model(config)
-    model.load_state_dict(payload["model"])
-    normalizer.load_state_dict(payload["normalizer"])
-    model.eval()
+    config, model, normalizer = load_policy(payload)
 
     num_envs = num_envs or min(episodes, 16)
     quota = np.full(num_envs, episodes // num_envs)
     quota[: episodes % num_envs] += 1
     envs = make_vec_env(config.env, num_envs, config.backend, config.env_kwargs)
-    low = torch.as_tensor(envs.action_low, dtype=torch.float32)
-    high = torch.as_tensor(envs.action_high, dtype=torch.float32)
+    bounds = ActionBounds(envs)
     generator = torch.Generator().manual_seed(seed)
     sums = np.zeros((num_envs, 3))  # basic, add-on, metric
     lengths = np.zeros(num_envs, dtype=np.int64)
@@ -45,13 +40,13 @@ def evaluate(checkpoint: str | Path, episodes: int = 100, seed: int = 0, determi
     try:
         while (counts < quota).any():
             raw = torch.as_tensor(obs, dtype=torch.float32)
-            policy_obs = normalizer(raw) if config.normalize_obs else raw
+            policy_obs = policy_input(normalizer, raw, config.normalize_obs)
             with torch.no_grad():
                 if deterministic:
                     actions = model.actor.distribution_params(policy_obs)[0]
                 else:
                     actions = model.actor.sample(policy_obs, generator=generator)[0]
-            out = envs.step(torch.clamp(actions, low, high).numpy())
+            out = envs.step(bounds.clip(actions))
             sums += np.stack([out.reward, out.addon_reward, out.addon_metric], axis=1)
             lengths += 1
             for i in np.flatnonzero(out.terminated | out.truncated):
