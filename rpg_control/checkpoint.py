@@ -15,8 +15,8 @@ from pathlib import Path
 
 import torch
 
-from rpg_control.actor_critic import ActorCritic, GaussianActor, ObservationNormalizer
 from rpg.utils.atomic import atomic_write
+from rpg_control.actor_critic import ActorCritic, GaussianActor, ObservationNormalizer
 from rpg_control.config import ConfigError, TrainConfig, config_from_dict
 from rpg_control.envs import get_env_spec
 
@@ -27,13 +27,19 @@ FORMAT = "rpg_control/1"
 class CheckpointPaths:
     """A run folder's two checkpoints: ``last.pt`` (resume from here) and ``best.pt`` (the selected policy)."""
 
-    last: Path
-    best: Path
+    folder: Path
 
     @classmethod
     def of(cls, run_dir: str | Path) -> CheckpointPaths:
-        folder = Path(run_dir) / "checkpoints"
-        return cls(last=folder / "last.pt", best=folder / "best.pt")
+        return cls(Path(run_dir) / "checkpoints")
+
+    @property
+    def last(self) -> Path:
+        return self.folder / "last.pt"
+
+    @property
+    def best(self) -> Path:
+        return self.folder / "best.pt"
 
 
 def build_model(config: TrainConfig) -> tuple[ActorCritic, ObservationNormalizer]:

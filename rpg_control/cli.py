@@ -116,11 +116,14 @@ def _training_config(args, variant: str, env: str, extra: dict):
 
 
 def _run_training(config, args) -> int:
+    from rpg_control.checkpoint import CheckpointPaths
     from rpg_control.train import train
+    from rpg_control.train_log import METRICS_FILE
 
     run_dir = Path(args.run_dir or f"runs/control/{config.env}-{config.variant}-s{config.seed}")
     train(config, run_dir, progress=not args.no_progress)
-    print(f"run finished: {run_dir} (checkpoints in {run_dir / 'checkpoints'}, metrics in {run_dir / 'metrics.jsonl'})")
+    checkpoints = CheckpointPaths.of(run_dir).folder
+    print(f"run finished: {run_dir} (checkpoints in {checkpoints}, metrics in {run_dir / METRICS_FILE})")
     return 0
 
 

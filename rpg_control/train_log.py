@@ -22,6 +22,7 @@ from rpg_control.config import TrainConfig
 from rpg_control.run_state import TrainState
 from rpg_control.storage import RolloutBuffer
 
+METRICS_FILE = "metrics.jsonl"  # in the run folder: one JSON row per iteration
 # Row fields that measure the machine, not the run: they differ between two runs of one seed.
 WALL_CLOCK_FIELDS = ("steps_per_second", "rollout_seconds", "update_seconds", "wall_seconds")
 
@@ -153,8 +154,8 @@ class TrainingLog:
         from torch.utils.tensorboard import SummaryWriter
 
         self.writer = SummaryWriter(str(run_dir / "tb"))
-        drop_rows_after(run_dir / "metrics.jsonl", step)  # rows a killed run logged after its last checkpoint
-        self.metrics_file = open(run_dir / "metrics.jsonl", "a")  # noqa: SIM115 - open all run; close()
+        drop_rows_after(run_dir / METRICS_FILE, step)  # rows a killed run logged after its last checkpoint
+        self.metrics_file = open(run_dir / METRICS_FILE, "a")  # noqa: SIM115 - open all run; close()
         self.bar = ProgressBar(config.total_steps, step, enabled=progress, description=description)
         self.last_row: dict = {}
 
