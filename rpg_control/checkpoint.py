@@ -1,9 +1,11 @@
-"""Checkpoints: atomic writes, bit-exact round trips, and the prior of a customization run.
+"""Checkpoint files: where they live, atomic writes, bit-exact round trips, the policy they hold,
+and the prior of a customization run.
 
 A checkpoint is one ``torch.save`` dict: the config (``dataclasses.asdict``), env sizes, the
 actor-critic, optimizer and observation-normalizer states, the step counters, the learning
 rate, the best score so far, the RNG states, and — for customization — the frozen prior
-(actor + normalizer) so a run resumes without the original prior file.
+(actor + normalizer) so a run resumes without the original prior file. What goes into it, and
+how a run resumes from it, is ``rpg_control.run_state``.
 """
 
 from __future__ import annotations
@@ -13,12 +15,47 @@ from pathlib import Path
 
 import torch
 
-from rpg_control.actor_critic import GaussianActor, ObservationNormalizer
 from rpg.utils.atomic import atomic_write
+from rpg_control.actor_critic import ActorCritic, GaussianActor, ObservationNormalizer
 from rpg_control.config import ConfigError, TrainConfig, config_from_dict
 from rpg_control.envs import get_env_spec
 
 FORMAT = "rpg_control/1"
+
+
+@dataclass(frozen=True)
+class CheckpointPaths:
+    """A run folder's two checkpoints: ``last.pt`` (resume from here) and ``best.pt`` (the selected policy)."""
+
+    folder: Path
+
+    @classmethod
+    def of(cls, run_dir: str | Path) -> CheckpointPaths:
+        return cls(Path(run_dir) / "checkpoints")
+
+    @property
+    def last(self) -> Path:
+        return self.folder / "last.pt"
+
+    @property
+    def best(self) -> Path:
+        return self.folder / "best.pt"
+
+
+def build_model(config: TrainConfig) -> tuple[ActorCritic, ObservationNormalizer]:
+    """A freshly initialized actor-critic and observation normalizer sized for ``config.env``."""
+    spec = get_env_spec(config.env)
+    return ActorCritic.from_config(config, spec.obs_dim, spec.act_dim), ObservationNormalizer(spec.obs_dim)
+
+
+def load_policy(payload: dict) -> tuple[TrainConfig, ActorCritic, ObservationNormalizer]:
+    """The config, actor-critic (in eval mode) and observation normalizer a loaded checkpoint holds."""
+    config = config_from_dict(payload["config"])
+    model, normalizer = build_model(config)
+    model.load_state_dict(payload["model"])
+    normalizer.load_state_dict(payload["normalizer"])
+    model.eval()
+    return config, model, normalizer
 
 
 def save_atomic(payload: dict, path: str | Path) -> None:
@@ -52,6 +89,11 @@ class PriorPolicy:
     def log_prob(self, raw_obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         mean, log_std = self.actor.distribution_params(self.normalizer(raw_obs))
         return GaussianActor.log_prob(actions, mean, log_std)
+
+    def state(self) -> dict:
+        """What a customization checkpoint keeps of its prior (read back by :func:`prior_from_state`)."""
+        return {"actor": self.actor.state_dict(), "normalizer": self.normalizer.state_dict(),
+                "config": self.config.to_dict()}
 
 
 def prior_from_state(state: dict) -> PriorPolicy:

@@ -32,12 +32,11 @@ from typing import Any
 import yaml
 
 from rpg.reward import RewardCoefficients, entropy_regularization
+from rpg_control.variants import CUSTOMIZATION_VARIANTS, ENTROPY_VARIANTS, VARIANTS
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 ENVS = ("halfcheetah", "hopper", "ant")
-ENTROPY_VARIANTS = ("none", "end", "repeat", "soft")
-CUSTOMIZATION_VARIANTS = ("greedy", "kl", "residual")
-VARIANTS = ENTROPY_VARIANTS + ("full",) + CUSTOMIZATION_VARIANTS
+BACKENDS = ("native", "gymnasium", "envpool")
 
 
 # selection_metric -> the logged training return (mean of the last ``episode_window`` episodes) it names.
@@ -212,8 +211,8 @@ def validate_config(config: TrainConfig) -> None:
         raise ConfigError(f"unknown std_type {config.std_type!r}; choose one of: global, state")
     if config.activation not in ("tanh", "relu", "elu"):
         raise ConfigError(f"unknown activation {config.activation!r}; choose one of: tanh, relu, elu")
-    if config.backend not in ("native", "gymnasium", "envpool"):
-        raise ConfigError(f"unknown backend {config.backend!r}; choose one of: native, gymnasium, envpool")
+    if config.backend not in BACKENDS:
+        raise ConfigError(f"unknown backend {config.backend!r}; choose one of: {', '.join(BACKENDS)}")
     if config.backend == "envpool":
         import importlib.util
 

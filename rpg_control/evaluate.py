@@ -8,60 +8,32 @@ over-represented.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from rpg_control.checkpoint import load_checkpoint
-from rpg_control.config import ConfigError, config_from_dict
-from rpg_control.envs import make_vec_env
 from rpg.utils.provenance import provenance
-from rpg_control.train import build_model
+from rpg_control.actor_critic import ActorCritic, ObservationNormalizer
+from rpg_control.checkpoint import load_checkpoint, load_policy
+from rpg_control.config import ConfigError
+from rpg_control.envs import make_vec_env
+from rpg_control.rollout import ActionBounds, policy_input
 
 
-def evaluate(checkpoint: str | Path, episodes: int = 100, seed: int = 0, deterministic: bool = True, num_envs: int | None = None) -> dict:
+def evaluate(checkpoint: str | Path, episodes: int = 100, seed: int = 0, deterministic: bool = True,
+             num_envs: int | None = None) -> dict:
+    """Run ``episodes`` episodes of the checkpoint's policy; return the Table II columns and the run's record."""
     if not isinstance(episodes, int) or episodes <= 0:
         raise ConfigError(f"episodes must be a positive integer, got {episodes!r}")
     payload = load_checkpoint(checkpoint)
-    config = config_from_dict(payload["config"])
-    model, normalizer = build_model(config)
-    model.load_state_dict(payload["model"])
-    normalizer.load_state_dict(payload["normalizer"])
-    model.eval()
-
+    config, model, normalizer = load_policy(payload)
     num_envs = num_envs or min(episodes, 16)
-    quota = np.full(num_envs, episodes // num_envs)
-    quota[: episodes % num_envs] += 1
     envs = make_vec_env(config.env, num_envs, config.backend, config.env_kwargs)
-    low = torch.as_tensor(envs.action_low, dtype=torch.float32)
-    high = torch.as_tensor(envs.action_high, dtype=torch.float32)
-    generator = torch.Generator().manual_seed(seed)
-    sums = np.zeros((num_envs, 3))  # basic, add-on, metric
-    lengths = np.zeros(num_envs, dtype=np.int64)
-    results: list[tuple[float, float, float]] = []
-    counts = np.zeros(num_envs, dtype=np.int64)
-    obs = envs.reset(seed=seed)
     try:
-        while (counts < quota).any():
-            raw = torch.as_tensor(obs, dtype=torch.float32)
-            policy_obs = normalizer(raw) if config.normalize_obs else raw
-            with torch.no_grad():
-                if deterministic:
-                    actions = model.actor.distribution_params(policy_obs)[0]
-                else:
-                    actions = model.actor.sample(policy_obs, generator=generator)[0]
-            out = envs.step(torch.clamp(actions, low, high).numpy())
-            sums += np.stack([out.reward, out.addon_reward, out.addon_metric], axis=1)
-            lengths += 1
-            for i in np.flatnonzero(out.terminated | out.truncated):
-                if counts[i] < quota[i]:
-                    basic, addon, metric = sums[i]
-                    results.append((basic, addon, metric / lengths[i]))
-                    counts[i] += 1
-                sums[i] = 0.0
-                lengths[i] = 0
-            obs = out.obs
+        policy = _policy(model, normalizer, config.normalize_obs, deterministic, seed)
+        results = _run_episodes(envs, num_envs, policy, episodes, seed)
     finally:
         envs.close()
     table = np.array(results)
@@ -88,6 +60,46 @@ def evaluate(checkpoint: str | Path, episodes: int = 100, seed: int = 0, determi
         provenance=provenance(),
     )
     return report
+
+
+def _policy(model: ActorCritic, normalizer: ObservationNormalizer, normalize_obs: bool, deterministic: bool,
+            seed: int) -> Callable[[np.ndarray], torch.Tensor]:
+    """Raw observations -> actions: the Gaussian's mean, or a sample from a generator seeded with ``seed``."""
+    generator = torch.Generator().manual_seed(seed)
+
+    @torch.no_grad()
+    def act(obs: np.ndarray) -> torch.Tensor:
+        observed = policy_input(normalizer, torch.as_tensor(obs, dtype=torch.float32), normalize_obs)
+        if deterministic:
+            return model.actor.distribution_params(observed)[0]
+        return model.actor.sample(observed, generator=generator)[0]
+
+    return act
+
+
+def _run_episodes(envs, num_envs: int, policy, episodes: int, seed: int) -> list[tuple[float, float, float]]:
+    """(basic return, add-on return, mean add-on metric) of ``episodes`` episodes, a fixed quota per env."""
+    quota = np.full(num_envs, episodes // num_envs)
+    quota[: episodes % num_envs] += 1
+    bounds = ActionBounds(envs)
+    sums = np.zeros((num_envs, 3))  # basic, add-on, metric
+    lengths = np.zeros(num_envs, dtype=np.int64)
+    results: list[tuple[float, float, float]] = []
+    counts = np.zeros(num_envs, dtype=np.int64)
+    obs = envs.reset(seed=seed)
+    while (counts < quota).any():
+        out = envs.step(bounds.clip(policy(obs)))
+        sums += np.stack([out.reward, out.addon_reward, out.addon_metric], axis=1)
+        lengths += 1
+        for i in np.flatnonzero(out.terminated | out.truncated):
+            if counts[i] < quota[i]:
+                basic, addon, metric = sums[i]
+                results.append((basic, addon, metric / lengths[i]))
+                counts[i] += 1
+            sums[i] = 0.0
+            lengths[i] = 0
+        obs = out.obs
+    return results
 
 
 def _finite_or_none(value):

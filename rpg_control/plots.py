@@ -6,12 +6,13 @@ import json
 from pathlib import Path
 
 from rpg_control.config import ConfigError
+from rpg_control.train_log import METRICS_FILE
 
 
 def read_metrics(run_dir: str | Path) -> list[dict]:
-    path = Path(run_dir) / "metrics.jsonl"
+    path = Path(run_dir) / METRICS_FILE
     if not path.is_file():
-        raise ConfigError(f"no metrics.jsonl in {run_dir}")
+        raise ConfigError(f"no {METRICS_FILE} in {run_dir}")
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 

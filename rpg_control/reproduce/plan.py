@@ -12,9 +12,8 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from rpg_control.reproduce import paper
+from rpg_control.variants import CUSTOMIZATION_VARIANTS, VARIANTS as TRAINING_VARIANTS
 
-CUSTOMIZATION_VARIANTS = ("greedy", "kl", "residual")
-TRAINING_VARIANTS = ("none", "end", "repeat", "soft", "full") + CUSTOMIZATION_VARIANTS
 PRIOR_EVALUATION = "prior"  # not a training run: the prior checkpoint evaluated on the full task
 
 
