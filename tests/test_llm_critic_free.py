@@ -1,0 +1,122 @@
+"""Residual RLOO / GRPO in the LM trainer: groups, no critic, resume, bad input, and TRL 1.16 RLOO equality."""
+
+import pytest
+import torch
+
+from rpg.advantage import group_normalized_advantages, leave_one_out_advantages
+from rpg_llm.ppo_config import ResidualPPOConfig
+from rpg_llm.ppo_trainer import ResidualPPOTrainer, token_level_rewards
+from rpg_llm.toy_world import ToyWorld, ToyWorldConfig
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    # A random (undistilled) tiny Llama: completions stop at EOS at different lengths.
+    config = ToyWorldConfig(vocab_size=6, completion_length=4, num_prompts=3, distill_steps=0, hidden_size=32, num_heads=2, seed=5)
+    return ToyWorld.build(config, tmp_path_factory.mktemp("critic_free_world"), progress=False)
+
+
+def _args(tmp_path, **overrides):
+    base = dict(
+        output_dir=str(tmp_path / "out"), omega_prime=0.3, alpha_hat=0.1, response_length=4, advantage_estimator="rloo",
+        num_generations=4, per_device_train_batch_size=4, gradient_accumulation_steps=2, num_mini_batches=2,
+        num_ppo_epochs=2, learning_rate=1e-2, max_steps=2, save_strategy="no", report_to=[], disable_tqdm=True, seed=11,
+    )
+    base.update(overrides)
+    return ResidualPPOConfig(**base)
+
+
+def _trainer(world, args, **kwargs):
+    kwargs.setdefault("train_dataset", world.prompt_dataset(repeats=3))
+    kwargs.setdefault("reward_funcs", world.reward_functions())
+    return ResidualPPOTrainer(args, str(world.prior_model_dir), processing_class=world.tokenizer, **kwargs)
+
+
+def _reference_logprobs(trainer, rollout):
+    model, context = trainer._reference()
+    with torch.no_grad(), context():
+        return trainer._completion_logprobs(
+            model, rollout["input_ids"], rollout["attention_mask"], rollout["position_ids"], rollout["completion_ids"]
+        )
+
+
+def _addon_scores(world, trainer, rollout):
+    texts = [world.tokenizer.decode(ids[m], skip_special_tokens=True) for ids, m in zip(rollout["completion_ids"], rollout["mask"])]
+    prompts = [world.tokenizer.decode(ids[m.bool()], skip_special_tokens=True) for ids, m in
+               zip(rollout["input_ids"][:, : -rollout["mask"].shape[1]], rollout["attention_mask"][:, : -rollout["mask"].shape[1]])]
+    return torch.tensor(world.reward_functions()[0](prompts, texts), dtype=torch.float32)
+
+
+@pytest.mark.parametrize("estimator", ["rloo", "grpo"])
+def test_k_equal_one_is_refused_in_one_line(tmp_path, estimator):
+    with pytest.raises(ValueError, match=f"num_generations must be >= 2 for advantage_estimator={estimator}") as error:
+        _args(tmp_path, advantage_estimator=estimator, num_generations=1)
+    assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "overrides,match",
+    [(dict(advantage_estimator="vtrace"), "advantage_estimator must be one of"), (dict(num_generations=3), "must divide"),
+     (dict(advantage_estimator="grpo", scale_rewards="prompt"), "scale_rewards must be one of"),
+     (dict(value_model_path="some/critic"), "value_model_path")],
+)
+def test_bad_estimator_settings_fail_in_one_line(tmp_path, overrides, match):
+    with pytest.raises(ValueError, match=match) as error:
+        _args(tmp_path, **overrides)
+    assert "\n" not in str(error.value)
+
+
+def test_defaults_follow_trl():
+    args = ResidualPPOConfig(output_dir="unused", advantage_estimator="rloo", per_device_train_batch_size=8, report_to=[])
+    assert (args.num_generations, args.whiten_advantages) == (2, False)  # RLOOConfig: num_generations=2, no normalization
+    args = ResidualPPOConfig(output_dir="unused", advantage_estimator="grpo", per_device_train_batch_size=8, scale_rewards="false", report_to=[])
+    assert (args.num_generations, args.scale_rewards) == (8, "none")  # GRPOConfig: 8 generations; False means "none"
+    args = ResidualPPOConfig(output_dir="unused", per_device_train_batch_size=8, report_to=[])
+    assert (args.advantage_estimator, args.num_generations, args.whiten_advantages) == ("gae", 1, True)
+
+
+@pytest.mark.parametrize("estimator", ["rloo", "grpo"])
+def test_no_critic_exists_and_none_is_saved(world, tmp_path, estimator):
+    trainer = _trainer(world, _args(tmp_path, advantage_estimator=estimator))
+    names = [name for name, _ in trainer.model.named_parameters()]
+    assert names and not [n for n in names if "critic" in n or "value_head" in n]
+    policy_parameters = sum(p.numel() for p in trainer.policy.parameters())
+    optimized = sum(p.numel() for group in trainer.optimizer.param_groups for p in group["params"])
+    assert optimized == policy_parameters
+    history = trainer.train()
+    assert "loss/value" not in history[-1] and "value/mean" not in history[-1]
+    trainer.save_model(tmp_path / "model")
+    assert (tmp_path / "model" / "config.json").exists() and not (tmp_path / "model" / "critic").exists()
+
+
+@pytest.mark.parametrize("estimator", ["rloo", "grpo"])
+def test_each_prompt_gets_k_completions_and_the_group_baseline(world, tmp_path, estimator):
+    trainer = _trainer(world, _args(tmp_path, advantage_estimator=estimator, max_steps=1))
+    k = trainer.args.num_generations
+    indices = trainer._prompt_indices(0)
+    assert len(indices) == trainer.args.local_batch_size
+    assert all(len(set(indices[i : i + k])) == 1 for i in range(0, len(indices), k))
+    rollout = trainer._rollout(trainer._prompt_batch(0), 0)
+    mask = rollout["mask"]
+    assert len({tuple(ids[m].tolist()) for ids, m in zip(rollout["completion_ids"], mask)}) > 1
+    # eq. 8's sequence return, recomputed from the log-probs, against the rollout's advantages
+    rewards = token_level_rewards(_addon_scores(world, trainer, rollout), rollout["old_logprobs"], _reference_logprobs(trainer, rollout),
+                                  mask, trainer.coefficients)
+    returns = rewards.sum(-1)
+    expected = leave_one_out_advantages(returns, k) if estimator == "rloo" else group_normalized_advantages(returns, k, "group")
+    torch.testing.assert_close(rollout["advantages"], expected.unsqueeze(-1) * mask, atol=1e-5, rtol=1e-5)
+    assert rollout["old_values"] is None and rollout["returns"] is None
+
+
+@pytest.mark.parametrize("estimator", ["rloo", "grpo"])
+def test_checkpoint_resumes_to_the_same_weights(world, tmp_path, estimator):
+    straight = _trainer(world, _args(tmp_path / "a", advantage_estimator=estimator, max_steps=3, save_strategy="steps", save_steps=2))
+    straight.train()
+    checkpoint = tmp_path / "a" / "out" / "checkpoint-2"
+    assert (checkpoint / "trainer_state.json").exists()
+    resumed = _trainer(world, _args(tmp_path / "b", advantage_estimator=estimator, max_steps=3))
+    resumed.train(resume_from_checkpoint=str(checkpoint))
+    assert resumed.iteration == 3 and len(resumed.log_history) == 3
+    for (name, a), (_, b) in zip(straight.model.named_parameters(), resumed.model.named_parameters()):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=0, msg=name)
+    assert resumed.log_history[-1]["reward/total"] == pytest.approx(straight.log_history[-1]["reward/total"])
