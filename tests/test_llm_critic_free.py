@@ -120,3 +120,55 @@ def test_checkpoint_resumes_to_the_same_weights(world, tmp_path, estimator):
     for (name, a), (_, b) in zip(straight.model.named_parameters(), resumed.model.named_parameters()):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=0, msg=name)
     assert resumed.log_history[-1]["reward/total"] == pytest.approx(straight.log_history[-1]["reward/total"])
+
+
+def test_rloo_with_equal_coefficients_is_trl_rloo(world, tmp_path, monkeypatch):
+    """ω' = α̂ = β: the sequence rewards and advantages of TRL 1.16's RLOOTrainer on the same completions.
+
+    TRL's own code path (``RLOOTrainer._generate_and_score_completions``, default normalize_advantages=False)
+    runs on our rollout's completions: only its generation is replaced; its log-probs (policy and reference
+    forwards), rewards, KL penalty r − β·Σ(log πθ − log π_ref) and leave-one-out baseline are TRL's.
+    """
+    trl = pytest.importorskip("trl")
+    from trl import RLOOConfig, RLOOTrainer
+    from trl.trainer import rloo_trainer
+
+    beta, k = 0.2, 4
+    ours = _trainer(world, _args(tmp_path, omega_prime=beta, alpha_hat=beta, num_generations=k, max_steps=1))
+    assert ours.args.whiten_advantages is False  # TRL's RLOO default: normalize_advantages=False
+    batch = ours._prompt_batch(0)
+    rollout = ours._rollout(batch, 0)
+    mask = rollout["mask"]
+    prompt_width = batch["input_ids"].shape[1]
+    prompt_ids = [ids[m.bool()].tolist() for ids, m in zip(batch["input_ids"], batch["attention_mask"])]
+    completion_ids = [ids[m].tolist() for ids, m in zip(rollout["completion_ids"], mask)]
+    texts = [world.tokenizer.decode(ids, skip_special_tokens=True) for ids in completion_ids]
+    assert rollout["input_ids"].shape[1] == prompt_width + mask.shape[1]
+
+    trl_args = RLOOConfig(output_dir=str(tmp_path / "trl"), beta=beta, num_generations=k, per_device_train_batch_size=len(texts),
+                          max_completion_length=mask.shape[1], use_cpu=True, bf16=False, report_to=[], max_steps=1)
+    theirs = RLOOTrainer(str(world.prior_model_dir), reward_funcs=world.reward_functions(), args=trl_args,
+                         train_dataset=world.prompt_dataset(repeats=3), processing_class=world.tokenizer)
+    assert theirs.beta == beta and theirs.normalize_advantages is False
+    monkeypatch.setattr(theirs, "_generate", lambda prompts: (prompt_ids, completion_ids, texts))
+    seen = {"gathered": []}
+    original_gather, original_rewards = rloo_trainer.gather, theirs._calculate_rewards
+
+    def gather(x):  # TRL gathers the per-sequence KL Σ_t(log πθ − log π_ref) before subtracting β times it
+        seen["gathered"].append(original_gather(x))
+        return seen["gathered"][-1]
+
+    monkeypatch.setattr(rloo_trainer, "gather", gather)
+    monkeypatch.setattr(theirs, "_calculate_rewards", lambda *a: seen.setdefault("r", original_rewards(*a)))
+    theirs.model.train()
+    output = theirs._generate_and_score_completions([{"prompt": p} for p in batch["columns"]["prompt"]])
+
+    (kl,) = [x for x in seen["gathered"] if x.shape == (len(texts),) and x.is_floating_point()]
+    trl_returns = seen["r"].sum(-1) - beta * kl  # TRL's sequence reward r − β·KL, from its own intermediates
+    rewards = token_level_rewards(_addon_scores(world, ours, rollout), rollout["old_logprobs"], _reference_logprobs(ours, rollout),
+                                  mask, ours.coefficients)
+    torch.testing.assert_close(rewards.sum(-1), trl_returns, atol=1e-5, rtol=1e-5)
+    assert trl_returns.std() > 0.1  # the groups disagree: the advantages below are not all zero
+    # the trainer's per-token advantages are TRL's sequence advantage on every real token
+    torch.testing.assert_close(rollout["advantages"], output["advantages"].unsqueeze(-1) * mask, atol=1e-5, rtol=1e-5)
+    assert trl.__version__.startswith("1.16")
