@@ -33,7 +33,8 @@ def test_group_normalized_is_centered_by_the_group_and_scaled_as_asked(k, scale)
         mean = sum(group) / k
         std = {"group": statistics.stdev(group), "batch": batch_std, "none": None}[scale]
         expected += [(r - mean) / (std + 1e-4) if std is not None else r - mean for r in group]
-    torch.testing.assert_close(group_normalized_advantages(RETURNS, k, scale), torch.tensor(expected, dtype=torch.float64))
+    expected = torch.tensor(expected, dtype=torch.float64)
+    torch.testing.assert_close(group_normalized_advantages(RETURNS, k, scale), expected)
 
 
 def test_a_group_that_agrees_gets_zero_advantage_under_every_estimator():
@@ -46,7 +47,8 @@ def test_a_group_that_agrees_gets_zero_advantage_under_every_estimator():
 
 def test_unscaled_grpo_is_a_fixed_multiple_of_rloo():
     k = 4
-    torch.testing.assert_close(group_normalized_advantages(RETURNS, k, "none") * k / (k - 1), leave_one_out_advantages(RETURNS, k))
+    unscaled = group_normalized_advantages(RETURNS, k, "none")
+    torch.testing.assert_close(unscaled * k / (k - 1), leave_one_out_advantages(RETURNS, k))
 
 
 def test_groups_do_not_mix():

@@ -47,7 +47,7 @@ class ResidualPPOConfig(TrainingArguments):
     )
     total_episodes: int | None = field(
         default=None,
-        metadata={"help": "completions to roll out in total (all processes); default: num_generations per dataset prompt"},
+        metadata={"help": "completions to roll out in total (all processes); default: num_generations per prompt"},
     )
     local_rollout_forward_batch_size: int = field(
         default=64, metadata={"help": "rows per no-grad forward when scoring a rollout"}
@@ -63,18 +63,21 @@ class ResidualPPOConfig(TrainingArguments):
     lam: float = field(default=0.95, metadata={"help": "GAE λ"})
     whiten_rewards: bool = field(default=False, metadata={"help": "whiten per-token rewards before GAE"})
     whiten_advantages: bool | None = field(
-        default=None, metadata={"help": "whiten advantages over each rollout; default: on for gae, off for rloo/grpo (TRL's RLOO default)"}
+        default=None,
+        metadata={"help": "whiten advantages over each rollout; default: on for gae, off for rloo/grpo (as TRL)"},
     )
     # --- critic-free estimators (docs/llm_critic_free.md)
     advantage_estimator: str = field(
         default="gae",
-        metadata={"help": "gae: PPO with a critic; rloo: leave-one-out baseline; grpo: group mean / std (no critic for either)"},
+        metadata={"help": "gae: PPO with a critic; critic-free: rloo (leave-one-out baseline), grpo (group mean, std)"},
     )
     num_generations: int | None = field(
-        default=None, metadata={"help": "completions per prompt (TRL's name); default 1 for gae, 2 for rloo, 8 for grpo (TRL's defaults)"}
+        default=None,
+        metadata={"help": "completions per prompt (TRL's name); default 1 for gae, 2 for rloo, 8 for grpo (as TRL)"},
     )
     scale_rewards: str = field(
-        default="group", metadata={"help": "grpo only: divide by the std of the prompt's group ('group'), of the rollout ('batch'), or not ('none')"}
+        default="group",
+        metadata={"help": "grpo: divide by the std of the prompt group (group), of the rollout (batch), or not (none)"},
     )
     # --- models and reward source
     ref_model_path: str | None = field(default=None, metadata={"help": "reference π_ref (default: the policy's start; with LoRA: adapters off)"})
@@ -127,7 +130,9 @@ class ResidualPPOConfig(TrainingArguments):
     def _check_estimator(self) -> None:
         """Resolve the estimator's defaults and refuse what a group baseline cannot do, in one line each."""
         if self.advantage_estimator not in ADVANTAGE_ESTIMATORS:
-            raise ValueError(f"advantage_estimator must be one of {ADVANTAGE_ESTIMATORS}, got {self.advantage_estimator!r}")
+            raise ValueError(
+                f"advantage_estimator must be one of {ADVANTAGE_ESTIMATORS}, got {self.advantage_estimator!r}"
+            )
         critic_free = self.advantage_estimator != "gae"
         if self.num_generations is None:
             self.num_generations = {"gae": 1, "rloo": 2, "grpo": 8}[self.advantage_estimator]
@@ -145,10 +150,14 @@ class ResidualPPOConfig(TrainingArguments):
             )
         scale = {"true": "group", "false": "none"}.get(str(self.scale_rewards).lower(), self.scale_rewards)
         if scale not in GROUP_SCALINGS:
-            raise ValueError(f"scale_rewards must be one of {GROUP_SCALINGS} (or true / false), got {self.scale_rewards!r}")
+            raise ValueError(
+                f"scale_rewards must be one of {GROUP_SCALINGS} (or true / false), got {self.scale_rewards!r}"
+            )
         self.scale_rewards = scale
         if critic_free and self.value_model_path is not None:
-            raise ValueError(f"value_model_path is for the critic of advantage_estimator=gae; {self.advantage_estimator} has none")
+            raise ValueError(
+                f"value_model_path is for the critic of advantage_estimator=gae; {self.advantage_estimator} has none"
+            )
         if self.whiten_advantages is None:
             self.whiten_advantages = not critic_free
 

@@ -384,7 +384,9 @@ class ResidualPPOTrainer:
             if args.advantage_estimator == "rloo":
                 sequence_advantages = leave_one_out_advantages(sequence_returns, args.num_generations)
             else:
-                sequence_advantages = group_normalized_advantages(sequence_returns, args.num_generations, args.scale_rewards)
+                sequence_advantages = group_normalized_advantages(
+                    sequence_returns, args.num_generations, args.scale_rewards
+                )
             advantages, returns = sequence_advantages.unsqueeze(-1) * mask, None
         if args.whiten_advantages:
             advantages = whiten(advantages, mask)
@@ -532,7 +534,7 @@ class ResidualPPOTrainer:
         self.log_history = list(state["log_history"])
 
     def save_model(self, output_dir: str | Path | None = None) -> None:
-        """Policy (adapters only under LoRA) + tokenizer in ``output_dir``, the critic (gae only) in ``output_dir/critic``."""
+        """Policy (adapters only under LoRA) + tokenizer in ``output_dir``; gae's critic in ``output_dir/critic``."""
         output_dir = Path(output_dir or self.args.output_dir)
         self.accelerator.wait_for_everyone()
         if self.accelerator.is_main_process:

@@ -4,15 +4,16 @@ import pytest
 import torch
 
 from rpg.advantage import group_normalized_advantages, leave_one_out_advantages
-from rpg_llm.ppo_config import ResidualPPOConfig
-from rpg_llm.ppo_trainer import ResidualPPOTrainer, token_level_rewards
-from rpg_llm.toy_world import ToyWorld, ToyWorldConfig
+from rpg_llm.ppo.config import ResidualPPOConfig
+from rpg_llm.ppo.trainer import ResidualPPOTrainer, token_level_rewards
+from rpg_llm.toy.world import ToyWorld, ToyWorldConfig
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     # A random (undistilled) tiny Llama: completions stop at EOS at different lengths.
-    config = ToyWorldConfig(vocab_size=6, completion_length=4, num_prompts=3, distill_steps=0, hidden_size=32, num_heads=2, seed=5)
+    config = ToyWorldConfig(vocab_size=6, completion_length=4, num_prompts=3, distill_steps=0, hidden_size=32,
+                            num_heads=2, seed=5)
     return ToyWorld.build(config, tmp_path_factory.mktemp("critic_free_world"), progress=False)
 
 
@@ -41,9 +42,10 @@ def _reference_logprobs(trainer, rollout):
 
 
 def _addon_scores(world, trainer, rollout):
-    texts = [world.tokenizer.decode(ids[m], skip_special_tokens=True) for ids, m in zip(rollout["completion_ids"], rollout["mask"])]
-    prompts = [world.tokenizer.decode(ids[m.bool()], skip_special_tokens=True) for ids, m in
-               zip(rollout["input_ids"][:, : -rollout["mask"].shape[1]], rollout["attention_mask"][:, : -rollout["mask"].shape[1]])]
+    decode, width = world.tokenizer.decode, rollout["mask"].shape[1]
+    texts = [decode(ids[m], skip_special_tokens=True) for ids, m in zip(rollout["completion_ids"], rollout["mask"])]
+    prompt_ids, prompt_mask = rollout["input_ids"][:, :-width], rollout["attention_mask"][:, :-width].bool()
+    prompts = [decode(ids[m], skip_special_tokens=True) for ids, m in zip(prompt_ids, prompt_mask)]
     return torch.tensor(world.reward_functions()[0](prompts, texts), dtype=torch.float32)
 
 
@@ -56,7 +58,8 @@ def test_k_equal_one_is_refused_in_one_line(tmp_path, estimator):
 
 @pytest.mark.parametrize(
     "overrides,match",
-    [(dict(advantage_estimator="vtrace"), "advantage_estimator must be one of"), (dict(num_generations=3), "must divide"),
+    [(dict(advantage_estimator="vtrace"), "advantage_estimator must be one of"),
+     (dict(num_generations=3), "must divide"),
      (dict(advantage_estimator="grpo", scale_rewards="prompt"), "scale_rewards must be one of"),
      (dict(value_model_path="some/critic"), "value_model_path")],
 )
@@ -67,11 +70,12 @@ def test_bad_estimator_settings_fail_in_one_line(tmp_path, overrides, match):
 
 
 def test_defaults_follow_trl():
-    args = ResidualPPOConfig(output_dir="unused", advantage_estimator="rloo", per_device_train_batch_size=8, report_to=[])
-    assert (args.num_generations, args.whiten_advantages) == (2, False)  # RLOOConfig: num_generations=2, no normalization
-    args = ResidualPPOConfig(output_dir="unused", advantage_estimator="grpo", per_device_train_batch_size=8, scale_rewards="false", report_to=[])
+    common = dict(output_dir="unused", per_device_train_batch_size=8, report_to=[])
+    args = ResidualPPOConfig(advantage_estimator="rloo", **common)
+    assert (args.num_generations, args.whiten_advantages) == (2, False)  # RLOOConfig: 2 generations, no normalization
+    args = ResidualPPOConfig(advantage_estimator="grpo", scale_rewards="false", **common)
     assert (args.num_generations, args.scale_rewards) == (8, "none")  # GRPOConfig: 8 generations; False means "none"
-    args = ResidualPPOConfig(output_dir="unused", per_device_train_batch_size=8, report_to=[])
+    args = ResidualPPOConfig(**common)
     assert (args.advantage_estimator, args.num_generations, args.whiten_advantages) == ("gae", 1, True)
 
 
@@ -100,17 +104,21 @@ def test_each_prompt_gets_k_completions_and_the_group_baseline(world, tmp_path, 
     mask = rollout["mask"]
     assert len({tuple(ids[m].tolist()) for ids, m in zip(rollout["completion_ids"], mask)}) > 1
     # eq. 8's sequence return, recomputed from the log-probs, against the rollout's advantages
-    rewards = token_level_rewards(_addon_scores(world, trainer, rollout), rollout["old_logprobs"], _reference_logprobs(trainer, rollout),
-                                  mask, trainer.coefficients)
+    rewards = token_level_rewards(_addon_scores(world, trainer, rollout), rollout["old_logprobs"],
+                                  _reference_logprobs(trainer, rollout), mask, trainer.coefficients)
     returns = rewards.sum(-1)
-    expected = leave_one_out_advantages(returns, k) if estimator == "rloo" else group_normalized_advantages(returns, k, "group")
+    if estimator == "rloo":
+        expected = leave_one_out_advantages(returns, k)
+    else:
+        expected = group_normalized_advantages(returns, k, "group")
     torch.testing.assert_close(rollout["advantages"], expected.unsqueeze(-1) * mask, atol=1e-5, rtol=1e-5)
     assert rollout["old_values"] is None and rollout["returns"] is None
 
 
 @pytest.mark.parametrize("estimator", ["rloo", "grpo"])
 def test_checkpoint_resumes_to_the_same_weights(world, tmp_path, estimator):
-    straight = _trainer(world, _args(tmp_path / "a", advantage_estimator=estimator, max_steps=3, save_strategy="steps", save_steps=2))
+    saving = dict(save_strategy="steps", save_steps=2)
+    straight = _trainer(world, _args(tmp_path / "a", advantage_estimator=estimator, max_steps=3, **saving))
     straight.train()
     checkpoint = tmp_path / "a" / "out" / "checkpoint-2"
     assert (checkpoint / "trainer_state.json").exists()
@@ -145,7 +153,8 @@ def test_rloo_with_equal_coefficients_is_trl_rloo(world, tmp_path, monkeypatch):
     texts = [world.tokenizer.decode(ids, skip_special_tokens=True) for ids in completion_ids]
     assert rollout["input_ids"].shape[1] == prompt_width + mask.shape[1]
 
-    trl_args = RLOOConfig(output_dir=str(tmp_path / "trl"), beta=beta, num_generations=k, per_device_train_batch_size=len(texts),
+    trl_args = RLOOConfig(output_dir=str(tmp_path / "trl"), beta=beta, num_generations=k,
+                          per_device_train_batch_size=len(texts),
                           max_completion_length=mask.shape[1], use_cpu=True, bf16=False, report_to=[], max_steps=1)
     theirs = RLOOTrainer(str(world.prior_model_dir), reward_funcs=world.reward_functions(), args=trl_args,
                          train_dataset=world.prompt_dataset(repeats=3), processing_class=world.tokenizer)
@@ -165,8 +174,8 @@ def test_rloo_with_equal_coefficients_is_trl_rloo(world, tmp_path, monkeypatch):
 
     (kl,) = [x for x in seen["gathered"] if x.shape == (len(texts),) and x.is_floating_point()]
     trl_returns = seen["r"].sum(-1) - beta * kl  # TRL's sequence reward r − β·KL, from its own intermediates
-    rewards = token_level_rewards(_addon_scores(world, ours, rollout), rollout["old_logprobs"], _reference_logprobs(ours, rollout),
-                                  mask, ours.coefficients)
+    rewards = token_level_rewards(_addon_scores(world, ours, rollout), rollout["old_logprobs"],
+                                  _reference_logprobs(ours, rollout), mask, ours.coefficients)
     torch.testing.assert_close(rewards.sum(-1), trl_returns, atol=1e-5, rtol=1e-5)
     assert trl_returns.std() > 0.1  # the groups disagree: the advantages below are not all zero
     # the trainer's per-token advantages are TRL's sequence advantage on every real token
