@@ -37,7 +37,8 @@ def run_rpg(assets: str, s: dict, marks: list, parameters: dict, estimator: str)
     dataset = load_dataset("json", data_files=os.path.join(assets, "prompts.jsonl"), split="train")
     completions = s["prompts_per_step"] * s["num_generations"]
     args = ResidualPPOConfig(
-        output_dir=os.path.join(assets, f"out-rpg-{estimator}"), kl_coef=s["beta"], response_length=s["response_length"],
+        output_dir=os.path.join(assets, f"out-rpg-{estimator}"), kl_coef=s["beta"],
+        response_length=s["response_length"],
         advantage_estimator=estimator, num_generations=s["num_generations"],
         # one optimizer step per rollout: micro-batches of per_device, accumulated over the whole rollout
         per_device_train_batch_size=s["per_device_train_batch_size"],

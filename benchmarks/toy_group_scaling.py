@@ -75,9 +75,12 @@ def markdown(payload: dict) -> str:
     lines.append("| estimator | " + " | ".join(f"KL @ {i}" for i in iterations) + " | σ_x at end (per prompt) |")
     lines.append("|---|" + "---|" * (len(iterations) + 1))
     for name, runs in payload["runs"].items():
-        kls = [statistics.mean(statistics.mean(run[j]["kl_to_target_per_prompt"]) for run in runs) for j in range(len(iterations))]
-        stds = [statistics.mean(run[-1]["return_std_per_prompt"][x] for run in runs) for x in range(len(runs[0][-1]["return_std_per_prompt"]))]
-        lines.append(f"| {name} | " + " | ".join(f"{k:.3f}" for k in kls) + " | " + ", ".join(f"{s:.3f}" for s in stds) + " |")
+        kls = [statistics.mean(statistics.mean(run[j]["kl_to_target_per_prompt"]) for run in runs)
+               for j in range(len(iterations))]
+        prompts = range(len(runs[0][-1]["return_std_per_prompt"]))
+        stds = [statistics.mean(run[-1]["return_std_per_prompt"][x] for run in runs) for x in prompts]
+        cells = " | ".join(f"{k:.3f}" for k in kls)
+        lines.append(f"| {name} | {cells} | " + ", ".join(f"{s:.3f}" for s in stds) + " |")
     lines += ["", "Provenance: " + ", ".join(f"{k}={v}" for k, v in payload["provenance"].items()), ""]
     return "\n".join(lines)
 
@@ -95,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     from rpg_llm.ppo.cli import _parse
     from rpg_llm.toy.world import ToyWorld
 
-    _, experiment, ppo_args, _ = _parse(["--max_steps", str(cli.iterations), "--output_dir", "outputs/toy_group_scaling"])
+    _, experiment, ppo_args, _ = _parse(["--max_steps", str(cli.iterations),
+                                         "--output_dir", "outputs/toy_group_scaling"])
     world = ToyWorld.build(experiment.world_config(), experiment.world_cache_dir)
     started = time.perf_counter()
     runs = {}
@@ -103,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         runs[name] = [train(world, experiment, ppo_args, estimator, scale, seed, cli.every) for seed in cli.seeds]
         print(name, [round(statistics.mean(r[-1]["kl_to_target_per_prompt"]), 4) for r in runs[name]], flush=True)
     payload = {
-        "provenance": provenance([sys.executable, "benchmarks/toy_group_scaling.py", *(argv if argv is not None else sys.argv[1:])],
+        "provenance": provenance([sys.executable, "benchmarks/toy_group_scaling.py",
+                                  *(argv if argv is not None else sys.argv[1:])],
                                  {"seeds": cli.seeds, "iterations": cli.iterations,
                                   "wall_seconds": round(time.perf_counter() - started, 1)}),
         "world_prompts": world.prompts,
