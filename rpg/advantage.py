@@ -12,13 +12,27 @@ ways an episode can end kept apart:
 padded token sequences; both call the one recursion. Advantages estimate the advantage on
 whatever reward they are given — for RPG the reparameterized reward of eq. 8, giving the
 A^RPG of eq. 7 (A^SPG of eq. 5 for Soft PPO).
+
+Beside GAE, the critic-free estimators for k completions per prompt (:func:`leave_one_out_advantages`,
+RLOO; :func:`group_normalized_advantages`, GRPO) work on the sequence return of eq. 8,
+R = r_R + Σ_t [ω'·log π_prior(y_t) − α̂·log πθ(y_t)], with the other completions of the same prompt as baseline.
 """
 
 from __future__ import annotations
 
 import torch
 
-__all__ = ["generalized_advantage_estimation", "env_gae", "masked_gae", "masked_mean", "masked_var", "whiten"]
+__all__ = [
+    "generalized_advantage_estimation",
+    "env_gae",
+    "masked_gae",
+    "masked_mean",
+    "masked_var",
+    "whiten",
+    "leave_one_out_advantages",
+    "group_normalized_advantages",
+    "GROUP_SCALINGS",
+]
 
 
 def generalized_advantage_estimation(
@@ -156,3 +170,53 @@ def whiten(x: torch.Tensor, mask: torch.Tensor | None = None, shift_mean: bool =
     if not shift_mean:
         out = out + mean
     return out if mask is None else out * mask.to(x.dtype)
+
+
+GROUP_SCALINGS = ("group", "batch", "none")
+
+
+def _groups(returns: torch.Tensor, num_generations: int) -> torch.Tensor:
+    """[N] sequence returns, k consecutive rows per prompt, as [N / k, k]."""
+    if returns.dim() != 1:
+        raise ValueError(f"returns must be a 1-D tensor of sequence returns, got shape {tuple(returns.shape)}")
+    if num_generations < 2:
+        raise ValueError(f"num_generations must be >= 2 for a group baseline, got {num_generations}")
+    if returns.numel() % num_generations != 0:
+        raise ValueError(f"{returns.numel()} returns do not split into groups of num_generations={num_generations}")
+    return returns.view(-1, num_generations)
+
+
+def leave_one_out_advantages(returns: torch.Tensor, num_generations: int) -> torch.Tensor:
+    """RLOO (Kool et al. 2019; Ahmadian et al. 2024): A_i = R_i − mean of the group's other k − 1 returns.
+
+    ``returns`` holds the sequence return of eq. 8 of each completion, the k completions of one prompt in
+    consecutive rows. The baseline excludes R_i, so it is independent of y_i and E[A_i·∇log πθ(y_i)] is
+    the unbiased policy gradient of E[R] (the entropy-regularized objective whose optimum is the exact
+    target π* ∝ π_prior^(ω'/α̂)·exp(r_R/α̂)). Equivalently A_i = k/(k − 1)·(R_i − group mean).
+    """
+    grouped = _groups(returns, num_generations)
+    others = (grouped.sum(-1, keepdim=True) - grouped) / (num_generations - 1)
+    return (grouped - others).reshape(-1)
+
+
+def group_normalized_advantages(
+    returns: torch.Tensor, num_generations: int, scale: str = "group", eps: float = 1e-4
+) -> torch.Tensor:
+    """GRPO (Shao et al. 2024): A_i = (R_i − group mean) / (std + eps), TRL's ``scale_rewards`` switch.
+
+    ``scale``: "group" divides by the Bessel-corrected std of the prompt's k returns (GRPO), "batch" by the
+    std of all returns given (one scale for the batch), "none" does not divide (Dr. GRPO; then A_i equals
+    (k − 1)/k times the leave-one-out advantage). Dividing by a per-prompt std weighs each prompt's
+    gradient by 1/std(R | x): prompts whose completions already agree get pushed as hard as any other.
+    With eq. 8's return the std is 0 exactly at the target π* (there R(x, y) = α̂·log Z(x) for every y),
+    so near π* "group" scaling keeps the update at unit size instead of letting it vanish.
+    """
+    if scale not in GROUP_SCALINGS:
+        raise ValueError(f"scale must be one of {GROUP_SCALINGS}, got {scale!r}")
+    grouped = _groups(returns, num_generations)
+    centered = grouped - grouped.mean(-1, keepdim=True)
+    if scale == "group":
+        centered = centered / (grouped.std(-1, keepdim=True) + eps)
+    elif scale == "batch":
+        centered = centered / (returns.std() + eps)
+    return centered.reshape(-1)

@@ -3,7 +3,7 @@
 Two jobs behind one parser:
 
 * no ``--model_name_or_path``: the embedded default — build (or reuse) the toy world, customize its
-  prior with Greedy, KL and Residual PPO, print and save the table (``results/llm/``);
+  prior with Greedy, KL and Residual PPO and Residual RLOO / GRPO, print and save the table (``results/llm/``);
 * ``--model_name_or_path`` + ``--dataset_name`` + ``--reward_model_path`` or ``--reward_funcs``:
   Residual PPO on any causal LM, optionally with LoRA (``--use_peft``).
 
@@ -16,7 +16,8 @@ from __future__ import annotations
 import sys
 import time
 
-# The embedded default (toy world): PPO settings that solve the 4-token world in about a minute per method.
+# The embedded default (toy world): PPO settings that solve the 4-token world in about a minute per method
+# (the RLOO / GRPO rows use them too, with k completions per prompt and no critic).
 TOY_DEFAULTS = dict(
     output_dir="outputs/residual_ppo_toy",
     per_device_train_batch_size=64,

@@ -13,18 +13,22 @@ from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
 
+from rpg.advantage import GROUP_SCALINGS
 from rpg.reward import RewardCoefficients
 from rpg_llm.precision import bf16_supported_on_device
 
-__all__ = ["ResidualPPOConfig"]
+__all__ = ["ResidualPPOConfig", "ADVANTAGE_ESTIMATORS"]
+
+ADVANTAGE_ESTIMATORS = ("gae", "rloo", "grpo")  # OpenRLHF's name for the switch
 
 
 @dataclass
 class ResidualPPOConfig(TrainingArguments):
     """PPO on the per-token reward r_R + ω'·log π_ref − α̂·log πθ (paper eq. 8).
 
-    Batch sizes (per process): one rollout holds ``per_device_train_batch_size ×
-    gradient_accumulation_steps × num_mini_batches`` prompts; each of the ``num_ppo_epochs``
+    Batch sizes (per process) count completions, as TRL's RLOO / GRPO do: one rollout holds
+    ``per_device_train_batch_size × gradient_accumulation_steps × num_mini_batches`` completions,
+    ``num_generations`` for each of its prompts; each of the ``num_ppo_epochs``
     passes splits it into ``num_mini_batches`` optimizer steps of ``gradient_accumulation_steps``
     micro-batches. (TRL 1.12's PPOConfig rolled out ``per_device × accumulation`` prompts and split
     those into mini-batches; here accumulation always means micro-batches per optimizer step.)
@@ -42,7 +46,8 @@ class ResidualPPOConfig(TrainingArguments):
         default=1.0, metadata={"help": "sampling temperature; fixed to 1 (log πθ in the reward must be the sampling law)"}
     )
     total_episodes: int | None = field(
-        default=None, metadata={"help": "prompts to roll out in total (all processes); default: one pass over the dataset"}
+        default=None,
+        metadata={"help": "completions to roll out in total (all processes); default: num_generations per prompt"},
     )
     local_rollout_forward_batch_size: int = field(
         default=64, metadata={"help": "rows per no-grad forward when scoring a rollout"}
@@ -57,7 +62,23 @@ class ResidualPPOConfig(TrainingArguments):
     gamma: float = field(default=1.0, metadata={"help": "discount over completion tokens"})
     lam: float = field(default=0.95, metadata={"help": "GAE λ"})
     whiten_rewards: bool = field(default=False, metadata={"help": "whiten per-token rewards before GAE"})
-    whiten_advantages: bool = field(default=True, metadata={"help": "whiten advantages over each rollout"})
+    whiten_advantages: bool | None = field(
+        default=None,
+        metadata={"help": "whiten advantages over each rollout; default: on for gae, off for rloo/grpo (as TRL)"},
+    )
+    # --- critic-free estimators (docs/llm_critic_free.md)
+    advantage_estimator: str = field(
+        default="gae",
+        metadata={"help": "gae: PPO with a critic; critic-free: rloo (leave-one-out baseline), grpo (group mean, std)"},
+    )
+    num_generations: int | None = field(
+        default=None,
+        metadata={"help": "completions per prompt (TRL's name); default 1 for gae, 2 for rloo, 8 for grpo (as TRL)"},
+    )
+    scale_rewards: str = field(
+        default="group",
+        metadata={"help": "grpo: divide by the std of the prompt group (group), of the rollout (batch), or not (none)"},
+    )
     # --- models and reward source
     ref_model_path: str | None = field(default=None, metadata={"help": "reference π_ref (default: the policy's start; with LoRA: adapters off)"})
     value_model_path: str | None = field(default=None, metadata={"help": "critic backbone (default: the policy's path)"})
@@ -81,6 +102,7 @@ class ResidualPPOConfig(TrainingArguments):
             raise ValueError(
                 f"temperature must be 1.0 (got {self.temperature}): −α̂·log πθ in the reward is the log-prob of the sampling distribution"
             )
+        self._check_estimator()
         for name in ("num_ppo_epochs", "num_mini_batches", "local_rollout_forward_batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -105,13 +127,47 @@ class ResidualPPOConfig(TrainingArguments):
             self.bf16 = bf16_supported_on_device(self.use_cpu) and not self.fp16
         super().__post_init__()
 
+    def _check_estimator(self) -> None:
+        """Resolve the estimator's defaults and refuse what a group baseline cannot do, in one line each."""
+        if self.advantage_estimator not in ADVANTAGE_ESTIMATORS:
+            raise ValueError(
+                f"advantage_estimator must be one of {ADVANTAGE_ESTIMATORS}, got {self.advantage_estimator!r}"
+            )
+        critic_free = self.advantage_estimator != "gae"
+        if self.num_generations is None:
+            self.num_generations = {"gae": 1, "rloo": 2, "grpo": 8}[self.advantage_estimator]
+        if self.num_generations < 1 or (critic_free and self.num_generations < 2):
+            raise ValueError(
+                f"num_generations must be >= 2 for advantage_estimator={self.advantage_estimator} "
+                f"(the baseline is the other completions of the same prompt), got {self.num_generations}"
+                if critic_free
+                else f"num_generations must be >= 1, got {self.num_generations}"
+            )
+        if self.local_batch_size % self.num_generations != 0:
+            raise ValueError(
+                f"num_generations={self.num_generations} must divide the rollout's {self.local_batch_size} completions "
+                "(per_device_train_batch_size × gradient_accumulation_steps × num_mini_batches)"
+            )
+        scale = {"true": "group", "false": "none"}.get(str(self.scale_rewards).lower(), self.scale_rewards)
+        if scale not in GROUP_SCALINGS:
+            raise ValueError(
+                f"scale_rewards must be one of {GROUP_SCALINGS} (or true / false), got {self.scale_rewards!r}"
+            )
+        self.scale_rewards = scale
+        if critic_free and self.value_model_path is not None:
+            raise ValueError(
+                f"value_model_path is for the critic of advantage_estimator=gae; {self.advantage_estimator} has none"
+            )
+        if self.whiten_advantages is None:
+            self.whiten_advantages = not critic_free
+
     def coefficients(self) -> RewardCoefficients:
         """(ω', α̂) validated by :class:`rpg.reward.RewardCoefficients`."""
         return RewardCoefficients.residual(self.omega_prime, self.alpha_hat)
 
     @property
     def local_batch_size(self) -> int:
-        """Prompts per rollout on one process."""
+        """Completions per rollout on one process (``num_generations`` per prompt)."""
         return self.per_device_train_batch_size * self.gradient_accumulation_steps * self.num_mini_batches
 
     @property

@@ -54,9 +54,13 @@ class CausalLMCritic(nn.Module):
 
 
 class PolicyAndCritic(nn.Module):
-    """Policy and critic in one module, so one optimizer, one DDP wrapper and one checkpoint hold both."""
+    """Policy and critic in one module, so one optimizer, one DDP wrapper and one checkpoint hold both.
 
-    def __init__(self, policy: nn.Module, critic: CausalLMCritic) -> None:
+    ``critic=None`` for the critic-free estimators (RLOO, GRPO): the module then holds the policy only
+    and ``forward`` returns ``values=None``.
+    """
+
+    def __init__(self, policy: nn.Module, critic: CausalLMCritic | None) -> None:
         super().__init__()
         self.policy = policy
         self.critic = critic
@@ -68,8 +72,11 @@ class PolicyAndCritic(nn.Module):
         flag = getattr(policy, "is_activation_checkpointing", None)
         return bool(flag if flag is not None else getattr(policy, "is_gradient_checkpointing", False))
 
+    def _trunks(self) -> tuple[nn.Module, ...]:
+        return (self.policy,) if self.critic is None else (self.policy, self.critic.backbone)
+
     def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: dict | None = None) -> None:
-        for module in (self.policy, self.critic.backbone):
+        for module in self._trunks():
             # transformers ≥ 5.2x renamed it activation checkpointing; keep working on both.
             enable = getattr(module, "activation_checkpointing_enable", None) or module.gradient_checkpointing_enable
             enable(gradient_checkpointing_kwargs)
@@ -77,7 +84,7 @@ class PolicyAndCritic(nn.Module):
             self.policy.enable_input_require_grads()  # LoRA: frozen embeddings still need a grad path
 
     def gradient_checkpointing_disable(self) -> None:
-        for module in (self.policy, self.critic.backbone):
+        for module in self._trunks():
             disable = getattr(module, "activation_checkpointing_disable", None) or module.gradient_checkpointing_disable
             disable()
 
@@ -91,5 +98,5 @@ class PolicyAndCritic(nn.Module):
         logits = self.policy(
             input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, logits_to_keep=keep
         ).logits[:, :-1]
-        values = self.critic(input_ids, attention_mask, position_ids)[:, -keep:-1]
+        values = None if self.critic is None else self.critic(input_ids, attention_mask, position_ids)[:, -keep:-1]
         return logits, values

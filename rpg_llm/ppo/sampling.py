@@ -17,7 +17,6 @@ import inspect
 from dataclasses import dataclass
 
 import torch
-from trl.trainer.utils import entropy_from_logits, selective_log_softmax
 
 __all__ = ["Completions", "position_ids_from_mask", "sample_completions", "completion_mask_from_eos"]
 
@@ -82,12 +81,16 @@ def sample_completions(
     finished = torch.zeros(batch, dtype=torch.bool, device=device)
     tokens, logprobs, entropies, masks = [], [], [], []
     for step in range(max_new_tokens):
-        probs = torch.softmax(logits, dim=-1)
+        # One log-softmax per step gives the sampling law, the token's log-prob and the entropy
+        # (TRL's selective_log_softmax loops over rows: 32 logsumexp calls per step at k·P = 32).
+        step_logprobs = torch.log_softmax(logits, dim=-1)
+        probs = step_logprobs.exp()
         token = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
         live = ~finished
         token = torch.where(live, token, torch.full_like(token, pad_token_id))
-        logprobs.append(torch.where(live, selective_log_softmax(logits, token), torch.zeros_like(logits[:, 0])))
-        entropies.append(torch.where(live, entropy_from_logits(logits), torch.zeros_like(logits[:, 0])))
+        token_logprob = step_logprobs.gather(-1, token.unsqueeze(-1)).squeeze(-1)
+        logprobs.append(torch.where(live, token_logprob, torch.zeros_like(token_logprob)))
+        entropies.append(torch.where(live, -(probs * step_logprobs).sum(-1), torch.zeros_like(token_logprob)))
         tokens.append(token)
         masks.append(live)
         if eos_token_id is not None:

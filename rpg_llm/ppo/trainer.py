@@ -8,7 +8,11 @@ One iteration, top to bottom (:meth:`ResidualPPOTrainer.train`):
 3. score: log π_ref of the same tokens (LoRA: the policy with adapters disabled), the critic's
    values, and r_R from the reward source;
 4. per-token reward r_R·1[last token] + ω'·log π_ref − α̂·log πθ (:func:`token_level_rewards`,
-   :func:`rpg.reward.residual_reward`), GAE (:func:`rpg.advantage.masked_gae`), whitening;
+   :func:`rpg.reward.residual_reward`), then the advantage of ``advantage_estimator``: GAE on the
+   critic's values (:func:`rpg.advantage.masked_gae`), or — critic-free, ``num_generations`` completions
+   per prompt — the sequence return R = Σ_t r_t against the prompt's other completions
+   (:func:`rpg.advantage.leave_one_out_advantages`, :func:`rpg.advantage.group_normalized_advantages`),
+   broadcast to every token; whitening;
 5. ``num_ppo_epochs`` passes of ``num_mini_batches`` optimizer steps, each accumulating
    ``gradient_accumulation_steps`` micro-batches, on the clipped losses of :mod:`rpg.ppo`.
 
@@ -34,7 +38,7 @@ from accelerate.utils import set_seed
 from trl.models.utils import unwrap_model_for_generation
 from trl.trainer.utils import entropy_from_logits, pad, selective_log_softmax
 
-from rpg.advantage import masked_gae, masked_mean, whiten
+from rpg.advantage import group_normalized_advantages, leave_one_out_advantages, masked_gae, masked_mean, whiten
 from rpg.ppo import clipped_policy_loss, clipped_value_loss
 from rpg.reward import RewardCoefficients, residual_reward
 from rpg_llm.ppo.critic import CausalLMCritic, PolicyAndCritic
@@ -141,13 +145,16 @@ class ResidualPPOTrainer:
         set_seed(args.seed)  # before any weight is initialized (value head, LoRA adapters)
 
     def _setup_policy_and_critic(self, model, model_path, peft_config):
-        """The policy (LoRA adapters under ``peft_config``) and the critic, whose trunk copies the base policy's."""
+        """The policy (LoRA adapters under ``peft_config``) and the critic (gae only; a copy of the base trunk)."""
         from transformers import AutoModelForCausalLM
 
         init = dict(self.args.model_init_kwargs or {})
         policy = AutoModelForCausalLM.from_pretrained(model_path, **init) if model_path is not None else model
         policy.config.use_cache = False
-        if self.args.value_model_path is not None:
+        # RLOO / GRPO take their baseline from the other completions of the prompt: no critic at all.
+        if self.args.advantage_estimator != "gae":
+            critic = None
+        elif self.args.value_model_path is not None:
             critic = CausalLMCritic.from_pretrained(self.args.value_model_path, **init)
         else:
             critic = CausalLMCritic.from_causal_lm(policy)  # before the adapters: the critic gets none
@@ -194,7 +201,7 @@ class ResidualPPOTrainer:
         args = self.args
         self.train_dataset = self._tokenize(train_dataset)
         world = self.accelerator.num_processes
-        total_episodes = args.total_episodes or len(train_dataset)
+        total_episodes = args.total_episodes or len(train_dataset) * args.num_generations
         self.num_iterations = (
             args.max_steps if args.max_steps and args.max_steps > 0 else max(1, math.ceil(total_episodes / (args.local_batch_size * world)))
         )
@@ -241,9 +248,14 @@ class ResidualPPOTrainer:
         return dataset.map(encode)
 
     def _prompt_indices(self, iteration: int) -> list[int]:
-        """This process's prompts for ``iteration``: a seeded reshuffle per pass over the data (resumable)."""
+        """This process's prompts for ``iteration``: a seeded reshuffle per pass over the data (resumable).
+
+        Each prompt is listed ``num_generations`` times in a row: its completions form one group,
+        on one process (the group baselines of RLOO / GRPO need no communication).
+        """
         n = len(self.train_dataset)
-        local = self.args.local_batch_size
+        k = self.args.num_generations
+        local = self.args.local_batch_size // k
         start = (iteration * self.accelerator.num_processes + self.accelerator.process_index) * local
         indices = []
         for position in range(start, start + local):
@@ -251,7 +263,7 @@ class ResidualPPOTrainer:
             if epoch not in self._permutations:
                 g = torch.Generator().manual_seed(self.args.seed * 1_000_003 + epoch)
                 self._permutations[epoch] = torch.randperm(n, generator=g)
-            indices.append(int(self._permutations[epoch][position % n]))
+            indices += [int(self._permutations[epoch][position % n])] * k
         return indices
 
     def _prompt_batch(self, iteration: int) -> dict:
@@ -289,7 +301,7 @@ class ResidualPPOTrainer:
         g = torch.Generator(device=device).manual_seed(args.seed * 7919 + iteration * 104_729 + self.accelerator.process_index)
         # TRL's unwrap_model_for_generation: plain module under DDP, gathered parameters under DeepSpeed ZeRO-3.
         with unwrap_model_for_generation(self.model, self.accelerator, gradient_checkpointing_kwargs=self._checkpointing_kwargs) as unwrapped:
-            policy, critic = unwrapped.policy, unwrapped.critic
+            policy, critic = unwrapped.policy, unwrapped.critic  # critic: None for rloo / grpo
             policy.eval()
             with self.accelerator.autocast():
                 sampled = sample_completions(
@@ -310,9 +322,11 @@ class ResidualPPOTrainer:
                         ref_logprobs.append(
                             self._completion_logprobs(ref_model, input_ids[chunk], attention_mask[chunk], position_ids[chunk], completion_ids[chunk])
                         )
-                    values.append(critic(input_ids[chunk], attention_mask[chunk], position_ids[chunk])[:, -keep:-1])
+                    if critic is not None:
+                        values.append(critic(input_ids[chunk], attention_mask[chunk], position_ids[chunk])[:, -keep:-1])
             policy.train()
-        ref_logprobs, values = torch.cat(ref_logprobs), torch.cat(values).float()
+        ref_logprobs = torch.cat(ref_logprobs)
+        values = torch.cat(values).float() if values else None
 
         # r_R from the reward source, on text (and ids), TRL-style
         prompts = batch["columns"]["prompt"]
@@ -328,9 +342,7 @@ class ResidualPPOTrainer:
         rewards = token_level_rewards(addon_scores, sampled.logprobs, ref_logprobs, mask, self.coefficients)
         if args.whiten_rewards:
             rewards = whiten(rewards, mask, shift_mean=False)
-        advantages, returns = masked_gae(rewards, values * mask, mask, args.gamma, args.lam)
-        if args.whiten_advantages:
-            advantages = whiten(advantages, mask)
+        advantages, returns = self._advantages(rewards, values, mask)
         fmask = mask.float()
         stats = {
             "reward/addon": addon_scores.mean(),
@@ -340,8 +352,9 @@ class ResidualPPOTrainer:
             "objective/kl_to_ref": ((sampled.logprobs - ref_logprobs) * fmask).sum(-1).mean(),
             "objective/entropy": masked_mean(sampled.entropies, mask),
             "completion_length": fmask.sum(-1).mean(),
-            "value/mean": masked_mean(values, mask),
         }
+        if values is not None:
+            stats["value/mean"] = masked_mean(values, mask)
         for name, part in addon_parts.items():
             stats[f"reward/addon/{name}"] = part.mean().to(device)
         return {
@@ -357,12 +370,36 @@ class ResidualPPOTrainer:
             "stats": stats,
         }
 
+    def _advantages(self, rewards: torch.Tensor, values: torch.Tensor | None, mask: torch.Tensor):
+        """Per-token advantages (and GAE's λ-returns, None without a critic) of the rollout's eq. 8 rewards.
+
+        gae: GAE on the critic's values. rloo / grpo: the undiscounted sequence return R = Σ_t r_t of each
+        completion against the other completions of its prompt, the same A on every token of the completion.
+        """
+        args = self.args
+        if args.advantage_estimator == "gae":
+            advantages, returns = masked_gae(rewards, values * mask, mask, args.gamma, args.lam)
+        else:
+            sequence_returns = rewards.sum(-1)
+            if args.advantage_estimator == "rloo":
+                sequence_advantages = leave_one_out_advantages(sequence_returns, args.num_generations)
+            else:
+                sequence_advantages = group_normalized_advantages(
+                    sequence_returns, args.num_generations, args.scale_rewards
+                )
+            advantages, returns = sequence_advantages.unsqueeze(-1) * mask, None
+        if args.whiten_advantages:
+            advantages = whiten(advantages, mask)
+        return advantages, returns
+
     # ------------------------------------------------------------------ update
     def _update(self, rollout: dict, iteration: int) -> dict:
         args, accelerator = self.args, self.accelerator
         n = rollout["input_ids"].shape[0]
         micro = args.per_device_train_batch_size
-        totals = {"loss/policy": 0.0, "loss/value": 0.0, "policy/clipfrac": 0.0, "policy/approxkl": 0.0, "policy/entropy": 0.0}
+        totals = {"loss/policy": 0.0, "policy/clipfrac": 0.0, "policy/approxkl": 0.0, "policy/entropy": 0.0}
+        if rollout["old_values"] is not None:
+            totals["loss/value"] = 0.0
         count = 0
         g = torch.Generator().manual_seed(args.seed * 31 + iteration)
         self.model.train()
@@ -380,8 +417,12 @@ class ResidualPPOTrainer:
                         logits = logits.float()
                         logprobs = selective_log_softmax(logits, rollout["completion_ids"][idx])
                         policy = clipped_policy_loss(logprobs, rollout["old_logprobs"][idx], rollout["advantages"][idx], args.cliprange, mask)
-                        value_loss = clipped_value_loss(values, rollout["old_values"][idx], rollout["returns"][idx], args.cliprange_value, mask)
-                        loss = policy.loss + args.vf_coef * value_loss
+                        loss = policy.loss
+                        if values is not None:
+                            value_loss = clipped_value_loss(
+                                values, rollout["old_values"][idx], rollout["returns"][idx], args.cliprange_value, mask
+                            )
+                            loss = loss + args.vf_coef * value_loss
                         accelerator.backward(loss)
                         if accelerator.sync_gradients and args.max_grad_norm and args.max_grad_norm > 0:
                             accelerator.clip_grad_norm_(self.model.parameters(), args.max_grad_norm)
@@ -391,7 +432,8 @@ class ResidualPPOTrainer:
                         self.optimizer.zero_grad(set_to_none=True)
                     with torch.no_grad():
                         totals["loss/policy"] += policy.loss.item()
-                        totals["loss/value"] += value_loss.item()
+                        if values is not None:
+                            totals["loss/value"] += value_loss.item()
                         totals["policy/clipfrac"] += policy.clip_fraction.item()
                         totals["policy/approxkl"] += policy.approx_kl.item()
                         totals["policy/entropy"] += masked_mean(entropy_from_logits(logits.detach()), mask).item()
@@ -492,14 +534,15 @@ class ResidualPPOTrainer:
         self.log_history = list(state["log_history"])
 
     def save_model(self, output_dir: str | Path | None = None) -> None:
-        """Policy (adapters only under LoRA) + tokenizer in ``output_dir``, the critic in ``output_dir/critic``."""
+        """Policy (adapters only under LoRA) + tokenizer in ``output_dir``; gae's critic in ``output_dir/critic``."""
         output_dir = Path(output_dir or self.args.output_dir)
         self.accelerator.wait_for_everyone()
         if self.accelerator.is_main_process:
             unwrapped = self.accelerator.unwrap_model(self.model)
             unwrapped.policy.save_pretrained(output_dir)
             self.tokenizer.save_pretrained(output_dir)
-            unwrapped.critic.save_pretrained(output_dir / "critic")
+            if unwrapped.critic is not None:
+                unwrapped.critic.save_pretrained(output_dir / "critic")
 
     @property
     def policy(self):

@@ -1,4 +1,5 @@
-"""The embedded default job: customize the toy world's prior with Greedy, KL and Residual PPO.
+"""The embedded default job: customize the toy world's prior with Greedy, KL and Residual PPO,
+and with Residual RLOO / GRPO (the same (ω', α̂) as Residual PPO, no critic; docs/llm_critic_free.md).
 
 The token-domain twin of the paper's Table II: each method starts from the distilled prior and
 optimizes the add-on reward r_R ("mention these words") with its own (ω', α̂); each is scored on
@@ -18,29 +19,49 @@ from rpg_llm.ppo.config import ResidualPPOConfig
 from rpg_llm.report import markdown_table, print_table, write_result_files
 from rpg_llm.toy.world import ToyWorld, ToyWorldArguments
 
-__all__ = ["ToyExperimentArguments", "method_coefficients", "run_toy_comparison", "print_results", "write_results"]
+__all__ = [
+    "ToyExperimentArguments", "METHODS", "method_coefficients", "run_toy_comparison", "print_results", "write_results"
+]
+
+# method -> (row label, coefficient family (its exact target), advantage estimator)
+METHODS = {
+    "greedy": ("Greedy", "greedy", "gae"),
+    "kl": ("KL", "kl", "gae"),
+    "residual": ("Residual", "residual", "gae"),
+    "residual_rloo": ("Residual RLOO", "residual", "rloo"),
+    "residual_grpo": ("Residual GRPO", "residual", "grpo"),
+}
 
 
 @dataclass
 class ToyExperimentArguments(ToyWorldArguments):
     """Which methods to run on the toy world, with which (ω', α̂), and the world to build."""
 
-    methods: list[str] = field(default_factory=lambda: ["greedy", "kl", "residual"], metadata={"help": "subset of greedy, kl, residual"})
+    methods: list[str] = field(
+        default_factory=lambda: list(METHODS), metadata={"help": "subset of " + ", ".join(METHODS)}
+    )
     greedy_alpha_hat: float = field(default=0.5, metadata={"help": "Greedy PPO: ω' = 0, this α̂"})
     kl_beta: float = field(default=0.5, metadata={"help": "KL PPO (classic RLHF): ω' = α̂ = β"})
     residual_omega_prime: float = field(default=0.5, metadata={"help": "Residual PPO ω'"})
     residual_alpha_hat: float = field(default=0.25, metadata={"help": "Residual PPO α̂"})
+    group_num_generations: int = field(
+        default=4, metadata={"help": "completions per prompt of the residual_rloo / residual_grpo rows (k)"}
+    )
 
     def __post_init__(self) -> None:
-        unknown = set(self.methods) - {"greedy", "kl", "residual"}
+        unknown = set(self.methods) - set(METHODS)
         if unknown:
-            raise ValueError(f"unknown methods {sorted(unknown)}; choose from greedy, kl, residual")
+            raise ValueError(f"unknown methods {sorted(unknown)}; choose from {', '.join(METHODS)}")
+        if self.group_num_generations < 2:
+            raise ValueError(
+                f"group_num_generations must be >= 2 (RLOO / GRPO need a group), got {self.group_num_generations}"
+            )
         method_coefficients(self)  # validates the coefficients (one clear error)
         super().__post_init__()
 
 
 def method_coefficients(experiment: ToyExperimentArguments) -> dict[str, tuple[float, float]]:
-    """(ω', α̂) per method, validated by rpg.reward.RewardCoefficients."""
+    """(ω', α̂) per method, validated by rpg.reward.RewardCoefficients; RLOO / GRPO share Residual's."""
     from rpg.reward import RewardCoefficients
 
     table = {
@@ -51,7 +72,8 @@ def method_coefficients(experiment: ToyExperimentArguments) -> dict[str, tuple[f
     for name, c in table.items():
         if c.alpha_hat <= 0:
             raise ValueError(f"{name}: alpha_hat must be > 0 (the exact target needs a temperature)")
-    return {name: (c.omega_prime, c.alpha_hat) for name, c in table.items() if name in experiment.methods}
+    return {name: (table[family].omega_prime, table[family].alpha_hat)
+            for name, (_, family, _) in METHODS.items() if name in experiment.methods}
 
 
 def run_toy_comparison(experiment: ToyExperimentArguments, ppo_args: ResidualPPOConfig, world: ToyWorld | None = None) -> dict:
@@ -71,14 +93,7 @@ def run_toy_comparison(experiment: ToyExperimentArguments, ppo_args: ResidualPPO
     rows.append(prior_row)
     histories = {}
     for name, (omega_prime, alpha_hat) in coefficients.items():
-        args = dataclasses.replace(
-            ppo_args,
-            omega_prime=omega_prime,
-            alpha_hat=alpha_hat,
-            kl_coef=None,
-            response_length=world.completion_length,
-            output_dir=str(Path(ppo_args.output_dir) / name),
-        )
+        args = _method_args(ppo_args, experiment, name, omega_prime, alpha_hat, world.completion_length)
         started = time.perf_counter()
         trainer = ResidualPPOTrainer(
             args, str(world.prior_model_dir), processing_class=world.tokenizer, train_dataset=world.prompt_dataset(), reward_funcs=world.reward_functions()
@@ -87,7 +102,7 @@ def run_toy_comparison(experiment: ToyExperimentArguments, ppo_args: ResidualPPO
         stats = world.evaluate(trainer.policy, omega_prime, alpha_hat)
         rows.append(
             {
-                "method": {"greedy": "Greedy", "kl": "KL", "residual": "Residual"}[name],
+                "method": METHODS[name][0],
                 "omega_prime": omega_prime,
                 "alpha_hat": alpha_hat,
                 **{k: stats[k] for k in ("basic", "addon", "total", "kl_to_prior", "kl_to_target")},
@@ -97,9 +112,10 @@ def run_toy_comparison(experiment: ToyExperimentArguments, ppo_args: ResidualPPO
             }
         )
         histories[name] = history
-    for name, (omega_prime, alpha_hat) in coefficients.items():
+    targets = {METHODS[name][1]: coefficients[name] for name in coefficients}  # one row per exact target
+    for family, (omega_prime, alpha_hat) in targets.items():
         target = world.evaluate_log_probs(world.exact_target_log_probs(omega_prime, alpha_hat), omega_prime, alpha_hat)
-        label = {"greedy": "Greedy", "kl": "KL", "residual": "Residual"}[name]
+        label = METHODS[family][0]
         rows.append(
             {
                 "method": f"target: {label}",
@@ -122,6 +138,28 @@ def run_toy_comparison(experiment: ToyExperimentArguments, ppo_args: ResidualPPO
     }
 
 
+def _method_args(ppo_args, experiment, name, omega_prime, alpha_hat, completion_length) -> ResidualPPOConfig:
+    """The shared PPO settings with this method's (ω', α̂) and estimator.
+
+    RLOO / GRPO rows roll out as many completions per iteration as PPO's (``group_num_generations`` per
+    prompt) and take TRL's defaults for their estimator: no advantage whitening.
+    """
+    estimator = METHODS[name][2]
+    group = {}
+    if estimator != "gae":
+        group = dict(num_generations=experiment.group_num_generations, whiten_advantages=False)
+    return dataclasses.replace(
+        ppo_args,
+        omega_prime=omega_prime,
+        alpha_hat=alpha_hat,
+        kl_coef=None,
+        response_length=completion_length,
+        output_dir=str(Path(ppo_args.output_dir) / name),
+        advantage_estimator=estimator,
+        **group,
+    )
+
+
 COLUMNS = [("method", "method"), ("omega_prime", "ω'"), ("alpha_hat", "α̂"), ("basic", "basic r"), ("addon", "add-on r_R"),
            ("total", "total"), ("kl_to_target", "KL(π‖own target)"), ("kl_to_target_at_start", "same, prior"), ("kl_to_prior", "KL(π‖exact prior)")]
 
@@ -139,6 +177,8 @@ def write_results(result: dict, results_dir: str | Path, name: str, facts: dict)
         "",
         "Each method starts from the distilled prior and optimizes the add-on reward r_R with its own (ω', α̂);",
         "KL is to that method's exact target π* ∝ π_prior^(ω'/α̂)·exp(r_R/α̂) (exact enumeration).",
+        "Residual RLOO / GRPO: Residual's (ω', α̂) and target, no critic, the same completions per iteration",
+        "(k per prompt); see docs/llm_critic_free.md.",
         "",
         markdown_table(result["rows"], COLUMNS),
         "",
