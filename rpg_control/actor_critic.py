@@ -112,7 +112,9 @@ class _MLPFunction(torch.autograd.Function):
 def mlp_forward(net: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
     """``net(x)`` for an ``mlp()`` stack, faster: fused bias GEMMs, in-place activations and one
     autograd node (with a hand-written backward) for the whole stack. Other modules: ``net(x)``."""
-    layers = _mlp_layers(net)
+    layers = net.__dict__.get("_rpg_mlp_layers", False)
+    if layers is False:  # analyse the stack once (its modules are never swapped after mlp() builds it)
+        layers = net.__dict__["_rpg_mlp_layers"] = _mlp_layers(net)
     if layers is None or x.dim() < 1 or x.dtype != torch.float32 or x.device.type != "cpu":
         return net(x)
     activation, linears = layers

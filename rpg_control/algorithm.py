@@ -138,18 +138,18 @@ def ppo_update(
     return result
 
 
-def clip_grad_norm(parameters: list[torch.Tensor], max_norm: float) -> float:
-    """``torch.nn.utils.clip_grad_norm_`` (2-norm, scale by max_norm / (norm + 1e-6) when that is
-    below 1) with the norm as one sum of BLAS dot products; a scale of 1 is skipped (it is exact)."""
+def clip_grad_norm(parameters: list[torch.Tensor], max_norm: float) -> torch.Tensor:
+    """``torch.nn.utils.clip_grad_norm_`` (2-norm), the same arithmetic in fewer calls: the
+    per-tensor norms in one ``_foreach_norm``, the scale as a tensor for one ``_foreach_mul_``;
+    a scale of 1 (the norm is within ``max_norm``) is skipped, multiplying by 1 being exact."""
     grads = [p.grad for p in parameters if p.grad is not None]
     if not grads:
-        return 0.0
-    flat = [g.reshape(-1) for g in grads]
-    total = torch.stack([torch.dot(g, g) for g in flat]).sum().sqrt()
-    coefficient = max_norm / (total.item() + 1e-6)
-    if coefficient < 1.0:
+        return torch.zeros(())
+    total = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+    coefficient = torch.clamp(max_norm / (total + 1e-6), max=1.0)
+    if coefficient.item() < 1.0:
         torch._foreach_mul_(grads, coefficient)
-    return total.item()
+    return total
 
 
 def make_optimizer(model: ActorCritic, config) -> torch.optim.Adam:
@@ -180,6 +180,7 @@ class FusedAdam(torch.optim.Adam):
 
     def __init__(self, params, **kwargs):
         super().__init__(params, fused=True, **kwargs)
+        self._one = torch.ones(())  # a tensor operand: a Python scalar costs a conversion per step tensor
 
     def step(self, closure=None):
         if closure is not None or self._optimizer_step_pre_hooks or self._optimizer_step_post_hooks:
@@ -206,8 +207,7 @@ class FusedAdam(torch.optim.Adam):
                     steps.append(state["step"])
                 if not params:
                     continue
-                for step in steps:
-                    step.add_(1)
+                torch._foreach_add_(steps, self._one)
                 beta1, beta2 = group["betas"]
                 torch._fused_adam_(
                     params, grads, exp_avgs, exp_avg_sqs, [], steps, amsgrad=False, lr=group["lr"], beta1=beta1,
