@@ -19,14 +19,21 @@ import math
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 _ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU}
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
 
+_SIGMOID_TANH_MIN = 12288  # elements; below it the four-kernel form loses to one tanh
+
+
 def _tanh_(z: torch.Tensor) -> torch.Tensor:
-    """tanh in place as 2·σ(2z) − 1: torch's CPU tanh goes through MKL's VML, which on AMD cores
-    is ~2.3× slower than its sigmoid; the identity is exact, the rounding ≤ 2·10⁻⁷ absolute."""
+    """tanh in place; on large tensors as 2·σ(2z) − 1: torch's CPU tanh goes through MKL's VML,
+    which on AMD cores is ~2× slower than four passes of sigmoid and scaling. The identity is
+    exact, the rounding ≤ 2·10⁻⁷ absolute."""
+    if z.numel() < _SIGMOID_TANH_MIN:
+        return z.tanh_()
     return z.mul_(2.0).sigmoid_().mul_(2.0).sub_(1.0)
 
 
@@ -61,15 +68,17 @@ def _mlp_layers(net: nn.Module) -> tuple[str, list[nn.Linear]] | None:
     names = {_ACTIVATION_NAMES.get(type(m)) for m in acts}
     if len(names) > 1 or None in names or any(type(m) is nn.ELU and m.alpha != 1.0 for m in acts):
         return None
+    if any(m.bias is None for m in linears):
+        return None
     return (names.pop() if names else "tanh"), linears
 
 
 def _forward(activation: str, x: torch.Tensor, params: tuple[torch.Tensor, ...]) -> list[torch.Tensor]:
     """Every layer's output [h1, …, out]: addmm (bias in the GEMM) then the activation in place."""
-    outputs, h = [], x
+    outputs, h, last = [], x, len(params) - 2
     for i in range(0, len(params), 2):
-        h = torch.addmm(params[i + 1], h, params[i].t())
-        if i + 2 < len(params):
+        h = F.linear(h, params[i], params[i + 1])  # one addmm, the bias in the GEMM
+        if i < last:
             h = _activate_(activation, h)
         outputs.append(h)
     return outputs
@@ -110,24 +119,23 @@ class _MLPFunction(torch.autograd.Function):
 
 
 def mlp_forward(net: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
-    """``net(x)`` for an ``mlp()`` stack, faster: fused bias GEMMs, in-place activations and one
-    autograd node (with a hand-written backward) for the whole stack. Other modules: ``net(x)``."""
-    layers = net.__dict__.get("_rpg_mlp_layers", False)
-    if layers is False:  # analyse the stack once (its modules are never swapped after mlp() builds it)
-        layers = net.__dict__["_rpg_mlp_layers"] = _mlp_layers(net)
-    if layers is None or x.dim() < 1 or x.dtype != torch.float32 or x.device.type != "cpu":
+    """``net(x)`` for an ``mlp()`` stack, faster: in-place activations and, under autograd, one
+    node with a hand-written backward for the whole stack. Other modules or inputs: ``net(x)``."""
+    spec = net.__dict__.get("_rpg_mlp_layers")
+    if spec is None:  # analyse the stack once (its modules are never swapped after mlp() builds it)
+        spec = net.__dict__["_rpg_mlp_layers"] = _mlp_layers(net) or ()
+    if not spec or x.dtype is not torch.float32 or x.device.type != "cpu" or x.dim() == 0:
         return net(x)
-    activation, linears = layers
-    params = tuple(t for linear in linears for t in (linear.weight, linear.bias))
-    if any(p is None or p.dtype != torch.float32 for p in params):
-        return net(x)
-    lead = x.shape[:-1]
-    flat = x.reshape(-1, x.shape[-1])
+    activation, linears = spec
+    params: list[torch.Tensor] = []
+    for linear in linears:
+        params += (linear.weight, linear.bias)
+    flat = x if x.dim() == 2 else x.reshape(-1, x.shape[-1])
     if torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in params)):
         out = _MLPFunction.apply(activation, flat, *params)
     else:
         out = _forward(activation, flat, params)[-1]
-    return out.reshape(*lead, out.shape[-1])
+    return out if x.dim() == 2 else out.reshape(*x.shape[:-1], out.shape[-1])
 
 
 def mlp(in_dim: int, hidden: list[int], out_dim: int, activation: str, out_gain: float) -> nn.Sequential:
