@@ -122,7 +122,8 @@ def ppo_update(
                 stats.append(torch.stack([policy.loss.detach(), value_loss.detach(), entropy.detach(), policy.approx_kl, policy.clip_fraction]))
             else:
                 stats.append(value_loss.detach())
-            optimizer.zero_grad(set_to_none=True)
+            for p in parameters:  # optimizer.zero_grad(set_to_none=True) without its profiling wrapper
+                p.grad = None
             loss.backward()
             clip_grad_norm(parameters, config.max_grad_norm)
             optimizer.step()
