@@ -432,7 +432,7 @@ def markdown_summary(payload: dict) -> str:
         f"and input gradients of every linear layer, every sample, every epoch) at the core's measured fp32 GEMM rate "
         f"({GEMM_SIZE}³ `torch.mm`, one thread).",
         "",
-        "| env | machine limit | rpg native of it | SB3 of it | update GFLOP/step | GEMM peak | update at peak "
+        "| env | machine limit | rpg native of it | SB3 of it | update GEMM FLOP/env step | GEMM peak | update at peak "
         "| **new update of GEMM peak** | legacy of GEMM peak |",
         "|---|---|---|---|---|---|---|---|---|",
     ]

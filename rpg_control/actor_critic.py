@@ -57,8 +57,8 @@ def _activation_backward(name: str, grad: torch.Tensor, out: torch.Tensor) -> to
 _ACTIVATION_NAMES = {nn.Tanh: "tanh", nn.ReLU: "relu", nn.ELU: "elu"}
 
 
-def _mlp_layers(net: nn.Module) -> tuple[str, list[nn.Linear]] | None:
-    """(activation, linears) of an ``mlp()`` stack — Linear, act, …, Linear — else None."""
+def _mlp_layers(net: nn.Module) -> tuple[str, list[nn.Linear], int] | None:
+    """(activation, linears, widest hidden layer) of an ``mlp()`` stack — Linear, act, …, Linear — else None."""
     if not isinstance(net, nn.Sequential):
         return None
     modules = list(net)
@@ -70,7 +70,7 @@ def _mlp_layers(net: nn.Module) -> tuple[str, list[nn.Linear]] | None:
         return None
     if any(m.bias is None for m in linears):
         return None
-    return (names.pop() if names else "tanh"), linears
+    return (names.pop() if names else "tanh"), linears, max((m.out_features for m in linears[:-1]), default=0)
 
 
 def _forward(activation: str, x: torch.Tensor, params: tuple[torch.Tensor, ...]) -> list[torch.Tensor]:
@@ -119,14 +119,20 @@ class _MLPFunction(torch.autograd.Function):
 
 
 def mlp_forward(net: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
-    """``net(x)`` for an ``mlp()`` stack, faster: in-place activations and, under autograd, one
-    node with a hand-written backward for the whole stack. Other modules or inputs: ``net(x)``."""
+    """``net(x)`` for an ``mlp()`` stack, faster: in-place activations and, under autograd for a
+    large tanh stack, one node with a hand-written backward for the whole stack. Other modules,
+    inputs or stacks: ``net(x)``."""
     spec = net.__dict__.get("_rpg_mlp_layers")
     if spec is None:  # analyse the stack once (its modules are never swapped after mlp() builds it)
         spec = net.__dict__["_rpg_mlp_layers"] = _mlp_layers(net) or ()
     if not spec or x.dtype is not torch.float32 or x.device.type != "cpu" or x.dim() == 0:
         return net(x)
-    activation, linears = spec
+    activation, linears, width = spec
+    rows = x.numel() // x.shape[-1]
+    # Under autograd the hand-written node pays off through the faster tanh of large layers; for
+    # ReLU/ELU or small layers torch's C++ autograd of the Sequential is as fast or faster.
+    if torch.is_grad_enabled() and (activation != "tanh" or rows * width < _SIGMOID_TANH_MIN):
+        return net(x)
     params: list[torch.Tensor] = []
     for linear in linears:
         params += (linear.weight, linear.bias)

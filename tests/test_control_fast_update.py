@@ -10,7 +10,7 @@ import torch
 
 pytest.importorskip("mujoco")
 
-from rpg_control.actor_critic import ActorCritic, GaussianActor, mlp, mlp_forward  # noqa: E402
+from rpg_control.actor_critic import ActorCritic, GaussianActor, _MLPFunction, mlp, mlp_forward  # noqa: E402
 from rpg_control.algorithm import FusedAdam, Rollout, make_optimizer, ppo_update, rpg_step_reward  # noqa: E402
 from rpg_control.config import load_config  # noqa: E402
 from rpg_control.legacy import (  # noqa: E402
@@ -79,12 +79,19 @@ def test_fast_update_equals_legacy(env, overrides, update_actor):
 
 
 @pytest.mark.parametrize("activation", ["tanh", "relu", "elu"])
-def test_mlp_forward_and_backward_equal_the_module(activation):
+@pytest.mark.parametrize("direct", [False, True])
+def test_mlp_forward_and_backward_equal_the_module(activation, direct):
+    """Through mlp_forward (which takes the hand-written node for large tanh stacks only) and
+    through that node directly, for every activation."""
     torch.manual_seed(0)
     net = mlp(17, [64, 48], 5, activation, out_gain=0.5)
-    x = torch.randn(3, 40, 17, requires_grad=True)
+    x = torch.randn(4, 80, 17, requires_grad=True)  # 320 rows × 64: the sigmoid form of tanh
     expected = net(x)
-    got = mlp_forward(net, x)
+    if direct:
+        params = [t for layer in net[0::2] for t in (layer.weight, layer.bias)]
+        got = _MLPFunction.apply(activation, x.reshape(-1, 17), *params).reshape(4, 80, 5)
+    else:
+        got = mlp_forward(net, x)
     torch.testing.assert_close(got, expected, atol=1e-6, rtol=1e-5)
     grad = torch.randn_like(expected)
     wanted = torch.autograd.grad(expected, [x, *net.parameters()], grad)
