@@ -119,7 +119,9 @@ def ppo_update(
                 loss = loss + policy.loss - entropy_coef * entropy
                 if adaptive:
                     _adapt_learning_rate(optimizer, policy.approx_kl.item(), config)
-                stats.append(torch.stack([policy.loss.detach(), value_loss.detach(), entropy.detach(), policy.approx_kl, policy.clip_fraction]))
+                stats.append(torch.stack([
+                    policy.loss.detach(), value_loss.detach(), entropy.detach(), policy.approx_kl, policy.clip_fraction
+                ]))
             else:
                 stats.append(value_loss.detach())
             for p in parameters:  # optimizer.zero_grad(set_to_none=True) without its profiling wrapper
@@ -187,8 +189,9 @@ class FusedAdam(torch.optim.Adam):
         if closure is not None or self._optimizer_step_pre_hooks or self._optimizer_step_post_hooks:
             return super().step(closure)
         for group in self.param_groups:
-            if group["amsgrad"] or group["maximize"] or group["capturable"] or group["differentiable"] or not group["fused"] \
-                    or group.get("decoupled_weight_decay") or isinstance(group["lr"], torch.Tensor):
+            unsupported = ("amsgrad", "maximize", "capturable", "differentiable", "decoupled_weight_decay")
+            if any(group.get(flag) for flag in unsupported) or not group["fused"] \
+                    or isinstance(group["lr"], torch.Tensor):
                 return super().step(closure)
         with torch.no_grad():
             for group in self.param_groups:

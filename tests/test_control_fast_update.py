@@ -38,9 +38,11 @@ def _rollout(model, config, obs_dim, seed=0):
     terminated = torch.rand(T, N, generator=g) < 0.02
     truncated = torch.rand(T, N, generator=g) < 0.01
     coefficients, entropy_coef, kind = config.reward_setup()
-    rewards = rpg_step_reward(kind, torch.randn(T, N, generator=g), torch.randn(T, N, generator=g), logprobs, None, coefficients)
+    basic, addon = torch.randn(T, N, generator=g), torch.randn(T, N, generator=g)
+    rewards = rpg_step_reward(kind, basic, addon, logprobs, None, coefficients)
     final_values = torch.randn(T, N, generator=g)
-    return Rollout(obs, actions, logprobs, values, rewards, terminated, truncated, final_values, last_values), entropy_coef
+    rollout = Rollout(obs, actions, logprobs, values, rewards, terminated, truncated, final_values, last_values)
+    return rollout, entropy_coef
 
 
 CASES = [
@@ -65,7 +67,8 @@ def test_fast_update_equals_legacy(env, overrides, update_actor):
         rollout, entropy_coef = _rollout(legacy_model, config, obs_dim, seed=updates)
         old = legacy_ppo_update(legacy_model, legacy_opt, rollout, config, entropy_coef, update_actor,
                                 torch.Generator().manual_seed(updates))
-        new = ppo_update(fast_model, fast_opt, rollout, config, entropy_coef, update_actor, torch.Generator().manual_seed(updates))
+        new = ppo_update(fast_model, fast_opt, rollout, config, entropy_coef, update_actor,
+                         torch.Generator().manual_seed(updates))
         for key, value in old.items():
             assert new[key] == pytest.approx(value, rel=1e-4, abs=1e-5), key
         for (name, a), b in zip(legacy_model.state_dict().items(), fast_model.state_dict().values()):
@@ -152,7 +155,8 @@ def test_fused_adam_step_is_torchs_fused_adam_bit_for_bit():
     torch.manual_seed(0)
     model = ActorCritic(11, 3, [32, 32], [16, 16], "tanh", 0.5, "global")
     twin = copy.deepcopy(model)
-    ours = FusedAdam([{"params": list(model.actor.parameters())}, {"params": list(model.critic.parameters())}], lr=1e-3, eps=1e-5)
+    groups = [{"params": list(model.actor.parameters())}, {"params": list(model.critic.parameters())}]
+    ours = FusedAdam(groups, lr=1e-3, eps=1e-5)
     torchs = torch.optim.Adam([{"params": list(twin.actor.parameters())}, {"params": list(twin.critic.parameters())}],
                               lr=1e-3, eps=1e-5, fused=True)
     for i in range(3):
