@@ -21,7 +21,9 @@ in fresh subprocesses, one after another, repeated ``--repeats`` times in altern
 * ``act alone`` / ``act legacy`` — the policy forward for acting, on ``num_envs`` observations
   per step (``actor.sample`` + ``critic`` under ``no_grad``, as in the trainer's rollout), no env
   stepping; the current forward and the legacy ``nn.Sequential`` one;
-* ``gemm peak``      — one 2048×2048×2048 fp32 ``torch.mm`` on one thread: the core's GEMM rate;
+* ``gemm peak``      — one 2048×2048×2048 fp32 ``torch.mm`` on one thread: the core's GEMM rate
+  (best of 5); it and the other pieces (raw simulator, update and act, legacy and new) share one
+  process per repeat, each legacy/new pair back to back;
 * ``rpg gymnasium`` / ``rpg envpool`` — with ``--backends``: the trainer on gymnasium's
   SyncVectorEnv / envpool's C++ ports (the backend's share).
 
