@@ -6,8 +6,6 @@ clip range, value coefficient, gradient clip; observation normalization on in bo
 in fresh subprocesses, one after another, repeated ``--repeats`` times in alternation:
 
 * ``rpg native``     — ``rpg_control.train.train`` on the native mujoco backend (the default);
-* ``rpg gymnasium``  — the same trainer on gymnasium's SyncVectorEnv (the backend's share);
-* ``rpg envpool``    — the same trainer on envpool's C++ v4 ports, one thread (if installed);
 * ``sb3``            — ``stable_baselines3.PPO`` on a ``DummyVecEnv`` of the same gymnasium v5
   env with ``VecNormalize(norm_reward=False)``;
 * ``raw simulator``  — ``mujoco.mj_step`` on one ``MjData`` per env with random controls, no
@@ -17,22 +15,37 @@ in fresh subprocesses, one after another, repeated ``--repeats`` times in altern
   the same networks (``ActorCritic.from_config``) and optimizer (``make_optimizer``) on a
   synthetic rollout buffer of the right shapes (``steps_per_env`` × ``num_envs``), no env stepping;
   as many updates as a training run of ``--steps`` makes, after one untimed warm-up update;
-* ``act alone``      — the policy forward for acting, on ``num_envs`` observations per step
-  (``actor.sample`` + ``critic`` under ``no_grad``, as in the trainer's rollout), no env stepping.
+* ``update legacy``  — the same on the update as of commit 864929d, kept verbatim in
+  ``rpg_control.legacy`` (``nn.Sequential`` forward under autograd, per-minibatch indexing,
+  per-tensor gradient norm, foreach Adam): the reference the fast update is measured against;
+* ``act alone`` / ``act legacy`` — the policy forward for acting, on ``num_envs`` observations
+  per step (``actor.sample`` + ``critic`` under ``no_grad``, as in the trainer's rollout), no env
+  stepping; the current forward and the legacy ``nn.Sequential`` one;
+* ``gemm peak``      — one 2048×2048×2048 fp32 ``torch.mm`` on one thread: the core's GEMM rate
+  (best of 5); it and the other pieces (raw simulator, update and act, legacy and new) share one
+  process per repeat, each legacy/new pair back to back;
+* ``rpg gymnasium`` / ``rpg envpool`` — with ``--backends``: the trainer on gymnasium's
+  SyncVectorEnv / envpool's C++ ports (the backend's share).
 
-Reported: env-steps/s (best of the repeats), ratios to SB3, the fraction of raw simulator speed
-a training run reaches, and peak RSS of each process. A run's time is everything from building
-its envs and model to the trained model (rollout + update; rpg also writes its checkpoints,
-metrics and TensorBoard logs), not interpreter start-up or imports.
+Reported: env-steps/s (median of the repeats; every run is kept in the JSON), ratios to SB3, the
+fraction of raw simulator speed a training run reaches, and peak RSS of each process. A run's time
+is everything from building its envs and model to the trained model (rollout + update; rpg also
+writes its checkpoints, metrics and TensorBoard logs), not interpreter start-up or imports.
 
-The machine's limit for a serial trainer at these settings is the rate of one that did nothing
-but those three pieces, one after another, per env step:
-``limit = 1 / (1/raw_sim + update_seconds_per_step + act_seconds_per_step)``. Reported for every
-trainer: the fraction of that limit it reaches; and ``limit ÷ SB3``, the ceiling on any trainer's
-speed-up over SB3 at equal settings on one core (no trainer that does the same math serially can
-beat it). Every piece is timed in the same run, alternating with the trainers.
+Two limits, per env step:
 
-    OMP_NUM_THREADS=1 python benchmarks/control_throughput.py --steps 30000 --repeats 2
+* the machine's limit for a serial trainer at these settings, one that did nothing but simulate,
+  act and update, one after another: ``1 / (1/raw_sim + update + act)`` (with the current update);
+  reported for every trainer: the fraction of it reached, and ``limit ÷ SB3``;
+* the hardware's limit for the update: its GEMM FLOPs (forward, weight gradients and input
+  gradients of every linear layer of both networks, every sample every epoch) at the ``gemm
+  peak`` rate; reported: the fraction of that rate the update reaches (old and new).
+
+The machine may be shared: the load average before and after is recorded. Results go to
+``benchmarks/results/control_throughput.json`` (with provenance) and a markdown summary to
+``benchmarks/results/control_throughput.md``.
+
+    OMP_NUM_THREADS=1 python benchmarks/control_throughput.py --steps 32768 --repeats 3
 """
 
 from __future__ import annotations
@@ -44,6 +57,7 @@ import os
 import platform
 import resource
 import subprocess
+import statistics
 import sys
 import tempfile
 import time
@@ -71,6 +85,7 @@ def run_rpg(env: str, steps: int, backend: str) -> dict:
     # Import costs are not training time (SB3's worker imports gymnasium's MuJoCo envs up front too).
     import gymnasium.envs.mujoco  # noqa: F401
     import mujoco  # noqa: F401
+    import torch._dynamo  # noqa: F401  (imported by the first optimizer's add_param_group: seconds)
     from torch.utils.tensorboard import SummaryWriter  # noqa: F401
 
     from rpg_control.train import train
@@ -90,6 +105,7 @@ def run_sb3(env: str, steps: int) -> dict:
     import torch
 
     torch.set_num_threads(1)
+    import torch._dynamo  # noqa: F401  (as for rpg: an import, not training time)
     from stable_baselines3 import PPO
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
@@ -170,15 +186,21 @@ def _synthetic_rollout(model, spec, config, generator):
     return obs, actions, logprobs, values, basic, addon, terminated, truncated, torch.zeros(T, N), last_values
 
 
-def run_update(env: str, steps: int) -> dict:
-    """The trainer's step 2 alone (RPG reward + PPO update) on synthetic rollouts, no env."""
+def run_update(env: str, steps: int, legacy: bool = False) -> dict:
+    """The trainer's step 2 alone (RPG reward + PPO update) on synthetic rollouts, no env;
+    ``legacy``: the update as of commit 864929d (``rpg_control.legacy``)."""
     import torch
 
     torch.set_num_threads(1)
+    import torch._dynamo  # imported by the first optimizer: an import, not update time
+
     from rpg_control.actor_critic import ActorCritic
     from rpg_control.algorithm import Rollout, make_optimizer, ppo_update, rpg_step_reward
     from rpg_control.envs import get_env_spec
+    from rpg_control.legacy import legacy_make_optimizer, legacy_ppo_update
 
+    if legacy:
+        make_optimizer, ppo_update = legacy_make_optimizer, legacy_ppo_update
     config = _config(env, steps)
     spec = get_env_spec(env)
     coefficients, entropy_coef, reward_kind = config.reward_setup()
@@ -205,13 +227,14 @@ def run_update(env: str, steps: int) -> dict:
     return {"steps": done, "seconds": elapsed, "steps_per_second": done / elapsed, "peak_rss_mb": _peak_rss_mb()}
 
 
-def run_act(env: str, steps: int) -> dict:
+def run_act(env: str, steps: int, legacy: bool = False) -> dict:
     """The trainer's acting forward alone: actor.sample + critic on num_envs observations per step."""
     import torch
 
     torch.set_num_threads(1)
     from rpg_control.actor_critic import ActorCritic
     from rpg_control.envs import get_env_spec
+    from rpg_control.legacy import legacy_critic, legacy_sample
 
     config = _config(env, steps)
     spec = get_env_spec(env)
@@ -222,8 +245,12 @@ def run_act(env: str, steps: int) -> dict:
 
     def act(obs) -> None:
         with torch.no_grad():
-            model.actor.sample(obs)
-            model.critic(obs)
+            if legacy:
+                legacy_sample(model.actor, obs)
+                legacy_critic(model, obs)
+            else:
+                model.actor.sample(obs)
+                model.critic(obs)
 
     for t in range(64):  # warm-up
         act(observations[t])
@@ -235,16 +262,68 @@ def run_act(env: str, steps: int) -> dict:
     return {"steps": done, "seconds": elapsed, "steps_per_second": done / elapsed, "peak_rss_mb": _peak_rss_mb()}
 
 
+GEMM_SIZE = 2048
+
+
+def run_gemm(env: str, steps: int) -> dict:
+    """The core's fp32 GEMM rate: a 2048³ ``torch.mm`` on one thread, best of 5 after a warm-up.
+    ``steps_per_second`` holds GFLOP/s here."""
+    import torch
+
+    torch.set_num_threads(1)
+    a, b = torch.randn(GEMM_SIZE, GEMM_SIZE), torch.randn(GEMM_SIZE, GEMM_SIZE)
+    out = torch.empty(GEMM_SIZE, GEMM_SIZE)
+    torch.mm(a, b, out=out)
+    times = []
+    for _ in range(5):
+        start = time.perf_counter()
+        torch.mm(a, b, out=out)
+        times.append(time.perf_counter() - start)
+    gflops = 2 * GEMM_SIZE**3 / min(times) / 1e9
+    return {"steps": 0, "seconds": min(times), "steps_per_second": gflops, "gflops": gflops,
+            "peak_rss_mb": _peak_rss_mb()}
+
+
+def update_gemm_flops_per_step(env: str) -> float:
+    """GEMM FLOPs of the PPO update per env step: every sample passes every epoch through both
+    networks' linear layers forward (2·in·out), weight gradient (2·in·out) and input gradient
+    (2·in·out, not for the first layer: the observation needs none)."""
+    from rpg_control.envs import get_env_spec
+
+    config = _config(env, 1)
+    spec = get_env_spec(env)
+    out_actor = spec.act_dim * (2 if config.std_type == "state" else 1)
+    flops = 0.0
+    for hidden, out in ((list(config.actor_hidden), out_actor), (list(config.critic_hidden), 1)):
+        sizes = [spec.obs_dim, *hidden, out]
+        layers = list(zip(sizes[:-1], sizes[1:]))
+        flops += sum(2 * 3 * i * o for i, o in layers) - 2 * layers[0][0] * layers[0][1]
+    return flops * config.num_epochs
+
+
+def run_pieces(env: str, steps: int) -> dict:
+    """The limit's pieces in one process (saves interpreter and import start-ups), in the order
+    update legacy, update alone, act legacy, act alone, raw simulator, gemm peak."""
+    return {
+        "update legacy": run_update(env, steps, legacy=True),
+        "update alone": run_update(env, steps),
+        "act legacy": run_act(env, steps, legacy=True),
+        "act alone": run_act(env, steps),
+        "raw simulator": run_raw(env, steps),
+        "gemm peak": run_gemm(env, steps),
+    }
+
+
 RUNNERS = {
     "rpg native": lambda env, steps: run_rpg(env, steps, "native"),
-    "rpg gymnasium": lambda env, steps: run_rpg(env, steps, "gymnasium"),
-    "rpg envpool": lambda env, steps: run_rpg(env, steps, "envpool"),  # only if envpool is installed
     "sb3": run_sb3,
-    "raw simulator": run_raw,
-    "update alone": run_update,
-    "act alone": run_act,
+    "pieces": run_pieces,  # raw simulator, update alone / legacy, act alone / legacy, gemm peak
+    "rpg gymnasium": lambda env, steps: run_rpg(env, steps, "gymnasium"),  # only with --backends
+    "rpg envpool": lambda env, steps: run_rpg(env, steps, "envpool"),  # only with --backends, if installed
 }
-PIECES = ("raw simulator", "update alone", "act alone")  # not trainers: the machine's limit is made of them
+BACKENDS = ("rpg gymnasium", "rpg envpool")
+# not trainers: the limits are made of them
+PIECES = ("raw simulator", "update alone", "update legacy", "act alone", "act legacy", "gemm peak")
 
 
 def machine_limit(best: dict[str, dict]) -> dict:
@@ -258,10 +337,29 @@ def machine_limit(best: dict[str, dict]) -> dict:
         "formula": "1 / (1/raw_sim_steps_per_second + update_seconds_per_step + act_seconds_per_step)",
         "sim_seconds_per_step": sim,
         "update_seconds_per_step": update,
+        "update_legacy_seconds_per_step": 1.0 / best["update legacy"]["steps_per_second"],
         "act_seconds_per_step": act,
+        "act_legacy_seconds_per_step": 1.0 / best["act legacy"]["steps_per_second"],
         "limit_steps_per_second": limit,
         "fraction_of_limit": {name: b["steps_per_second"] / limit for name, b in best.items() if name not in PIECES},
         "ceiling_speedup_vs_sb3": limit / sb3,
+    }
+
+
+def hardware_limit(env: str, best: dict[str, dict]) -> dict:
+    """The update's GEMM FLOPs at the core's measured GEMM rate, and the share of it reached."""
+    flops = update_gemm_flops_per_step(env)
+    gflops = best["gemm peak"]["gflops"]
+    at_peak = flops / (gflops * 1e9)
+    reached = {name: at_peak * best[name]["steps_per_second"] for name in ("update alone", "update legacy")}
+    return {
+        "formula": "update_gemm_flops_per_step / gemm_peak_flops_per_second",
+        "update_gemm_flops_per_step": flops,
+        "gemm_peak_gflops": gflops,
+        "gemm_size": GEMM_SIZE,
+        "update_seconds_per_step_at_peak": at_peak,
+        "fraction_of_gemm_peak": reached,
+        "achieved_gflops": {name: flops * best[name]["steps_per_second"] / 1e9 for name in reached},
     }
 
 
@@ -291,11 +389,98 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def _median_run(runs: list[dict]) -> dict:
+    """The run with the median steps/s (the lower middle one for an even count), with the median."""
+    ordered = sorted(runs, key=lambda r: r["steps_per_second"])
+    chosen = dict(ordered[(len(ordered) - 1) // 2])
+    chosen["steps_per_second"] = statistics.median(r["steps_per_second"] for r in runs)
+    if "gflops" in chosen:
+        chosen["gflops"] = statistics.median(r["gflops"] for r in runs)
+    chosen["peak_rss_mb"] = max(r["peak_rss_mb"] for r in runs)
+    return chosen
+
+
+def _paired(new: list[dict], old: list[dict]) -> float:
+    return statistics.median(a["steps_per_second"] / b["steps_per_second"] for a, b in zip(new, old, strict=True))
+
+
+def markdown_summary(payload: dict) -> str:
+    """The benchmark's result as a short markdown page (tables + provenance)."""
+    m = payload["machine"]
+    lines = [
+        "# PPO on MuJoCo: rpg_control vs Stable-Baselines3, and the fast update vs the legacy one",
+        "",
+        f"Written by `benchmarks/control_throughput.py` ({payload['started_utc']}, commit `{payload['commit'][:10]}`):",
+        (
+            f"`{payload['command']}`. {m['cpu']}, {m['cpus']} cores, one torch thread per process; torch "
+            f"{payload['versions']['torch']}, mujoco {payload['versions']['mujoco']}, "
+            f"SB3 {payload['versions']['stable_baselines3']}."
+        ),
+        (
+            f"**The machine was shared** with other jobs: load average {m['load_average_before'][0]:.1f} before, "
+            f"{m['load_average_after'][0]:.1f} after (1-min), on {m['cpus']} cores. Every number is the median of "
+            f"{payload['repeats']} runs interleaved with the others ({payload['steps_per_run']:,} env steps per "
+            "training run); in brackets the median of the per-repeat ratios (each pair ran back to back). Read the "
+            "ratios rather than the absolute rates."
+        ),
+        "",
+        (
+            "| env | rpg native | SB3 | **rpg ÷ SB3** | update legacy → new (µs/env step) | **update speed-up** "
+            "| act legacy → new (µs/env step) | raw sim (µs/env step) |"
+        ),
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for env, r in payload["results"].items():
+        b, lim = r["best"], r["machine_limit"]
+        lines.append(
+            f"| {env} | {b['rpg native']['steps_per_second']:,.0f}/s | {b['sb3']['steps_per_second']:,.0f}/s "
+            f"| **{r['speedup_vs_sb3']['rpg native']:.2f}×** ({r['paired_median']['rpg native / sb3']:.2f}×) "
+            f"| {lim['update_legacy_seconds_per_step'] * 1e6:.1f} → {lim['update_seconds_per_step'] * 1e6:.1f} "
+            f"| **{r['update_speedup_vs_legacy']:.2f}×** ({r['paired_median']['update alone / update legacy']:.2f}×) "
+            f"| {lim['act_legacy_seconds_per_step'] * 1e6:.1f} → {lim['act_seconds_per_step'] * 1e6:.1f} "
+            f"| {lim['sim_seconds_per_step'] * 1e6:.1f} |"
+        )
+    lines += [
+        "",
+        (
+            "Limits per env step. *Machine*: a serial trainer that only simulates (raw `mj_step`), acts and updates "
+            "(the new update): 1 / (sim + act + update). *Hardware (update)*: the update's GEMM FLOPs (forward, "
+            "weight and input gradients of every linear layer, every sample, every epoch) at the core's measured "
+            f"fp32 GEMM rate ({GEMM_SIZE}³ `torch.mm`, one thread)."
+        ),
+        "",
+        (
+            "| env | machine limit | rpg native of it | SB3 of it | update GEMM FLOP/env step | GEMM peak "
+            "| update at peak | **new update of GEMM peak** | legacy of GEMM peak |"
+        ),
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for env, r in payload["results"].items():
+        lim, hw = r["machine_limit"], r["hardware_limit"]
+        lines.append(
+            f"| {env} | {lim['limit_steps_per_second']:,.0f}/s | {lim['fraction_of_limit']['rpg native']:.0%} "
+            f"| {lim['fraction_of_limit']['sb3']:.0%} | {hw['update_gemm_flops_per_step'] / 1e6:.1f} M "
+            f"| {hw['gemm_peak_gflops']:.1f} GFLOP/s | {hw['update_seconds_per_step_at_peak'] * 1e6:.1f} µs "
+            f"| **{hw['fraction_of_gemm_peak']['update alone']:.0%}** "
+            f"({hw['achieved_gflops']['update alone']:.1f} GFLOP/s) "
+            f"| {hw['fraction_of_gemm_peak']['update legacy']:.0%} "
+            f"({hw['achieved_gflops']['update legacy']:.1f} GFLOP/s) |"
+        )
+    lines += [
+        "",
+        "Full runs, settings and provenance: `benchmarks/results/control_throughput.json`; what was tried: "
+        + "`docs/control_speed.md`.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--envs", nargs="+", default=["halfcheetah", "hopper"])
-    parser.add_argument("--steps", type=int, default=30000, help="env steps per training measurement")
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=32768, help="env steps per training measurement")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--backends", action="store_true", help="also time rpg on gymnasium's and envpool's envs")
     parser.add_argument("--output", default=str(RESULTS / "control_throughput.json"))
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--env", help=argparse.SUPPRESS)
@@ -304,41 +489,59 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(RUNNERS[args.worker](args.env, args.steps)))
         return 0
 
+    import importlib.util
+
+    import mujoco
     import numpy as np
+    import stable_baselines3
+    import torch
     from rich.console import Console
     from rich.table import Table
 
-    import mujoco
-    import stable_baselines3
-    import torch
-
-    import importlib.util
-
-    if importlib.util.find_spec("envpool") is None:
-        del RUNNERS["rpg envpool"]
+    workers = [n for n in RUNNERS if n not in BACKENDS]
+    if args.backends:
+        workers += [n for n in BACKENDS if n != "rpg envpool" or importlib.util.find_spec("envpool") is not None]
+    names = [n for n in workers if n != "pieces"] + list(PIECES)
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    wall = time.perf_counter()
     load_before = os.getloadavg()
     results: dict[str, dict] = {}
     for env in args.envs:
-        runs: dict[str, list[dict]] = {name: [] for name in RUNNERS}
+        runs: dict[str, list[dict]] = {name: [] for name in names}
         for repeat in range(args.repeats):
-            for name in RUNNERS:  # alternate so drifting machine load hits every contender alike
-                runs[name].append(_in_subprocess(name, env, args.steps))
-                print(f"{env:12s} {name:14s} repeat {repeat}: {runs[name][-1]['steps_per_second']:9.0f} steps/s", file=sys.stderr)
-        best = {name: max(r, key=lambda x: x["steps_per_second"]) for name, r in runs.items()}
+            for worker in workers:  # alternate so drifting machine load hits every contender alike
+                out = _in_subprocess(worker, env, args.steps)
+                for name, run in (out.items() if worker == "pieces" else [(worker, out)]):
+                    run["load_average"] = os.getloadavg()[0]
+                    runs[name].append(run)
+                    print(f"{env:12s} {name:14s} repeat {repeat}: {run['steps_per_second']:9.0f} "
+                          f"{'GFLOP/s' if name == 'gemm peak' else 'steps/s'}  (load {run['load_average']:.1f})",
+                          file=sys.stderr)
+        best = {name: _median_run(r) for name, r in runs.items()}
         sb3, raw = best["sb3"]["steps_per_second"], best["raw simulator"]["steps_per_second"]
         results[env] = {
             "settings": {k: v for k, v in _config(env, args.steps).to_dict().items() if k in (
                 "num_envs", "steps_per_env", "num_minibatches", "num_epochs", "actor_hidden", "critic_hidden", "activation",
                 "init_std", "gamma", "gae_lambda", "clip_range", "value_clip_range", "value_coef", "max_grad_norm", "learning_rate")},
             "runs": runs,
-            "best": best,
+            "best": best,  # the median run of each contender (steps_per_second: the median)
             "speedup_vs_sb3": {name: best[name]["steps_per_second"] / sb3 for name in best if name.startswith("rpg")},
+            "update_speedup_vs_legacy": (
+                best["update alone"]["steps_per_second"] / best["update legacy"]["steps_per_second"]
+            ),
+            # the median of the per-repeat ratios: each pair ran back to back, so it is less noisy
+            "paired_median": {
+                "update alone / update legacy": _paired(runs["update alone"], runs["update legacy"]),
+                "act alone / act legacy": _paired(runs["act alone"], runs["act legacy"]),
+                "rpg native / sb3": _paired(runs["rpg native"], runs["sb3"]),
+            },
+            "act_speedup_vs_legacy": best["act alone"]["steps_per_second"] / best["act legacy"]["steps_per_second"],
             "fraction_of_raw_simulator": {name: best[name]["steps_per_second"] / raw for name in best if name not in PIECES},
             "machine_limit": machine_limit(best),
+            "hardware_limit": hardware_limit(env, best),
         }
 
-    table = Table(title=f"PPO end-to-end env-steps/s, {args.steps} steps per run, best of {args.repeats} (1 thread)")
+    table = Table(title=f"PPO end-to-end env-steps/s, {args.steps} steps per run, median of {args.repeats} (1 thread)")
     for column in ("env", "contender", "steps/s", "× SB3", "of raw sim", "of limit", "peak RSS MB"):
         table.add_column(column, justify="right" if column not in ("env", "contender") else "left")
     for env, result in results.items():
@@ -347,33 +550,45 @@ def main(argv: list[str] | None = None) -> int:
         limit = result["machine_limit"]["limit_steps_per_second"]
         for name, best in result["best"].items():
             sps = best["steps_per_second"]
-            if name in PIECES:
+            if name == "gemm peak":
+                table.add_row(env, name, f"{sps:.1f} GFLOP/s", "", "", "", f"{best['peak_rss_mb']:.0f}")
+            elif name in PIECES:
                 table.add_row(env, name, f"{sps:,.0f}", "", "", "", f"{best['peak_rss_mb']:.0f}")
             else:
                 table.add_row(env, name, f"{sps:,.0f}", f"{sps / sb3:.2f}", f"{sps / raw:.0%}", f"{sps / limit:.0%}", f"{best['peak_rss_mb']:.0f}")
     Console().print(table)
 
-    limits = Table(title="The machine's limit: a serial trainer doing only raw sim + acting forward + PPO update")
-    for column in ("env", "sim µs/step", "act µs/step", "update µs/step", "limit steps/s", "rpg native of limit", "SB3 of limit", "ceiling on rpg ÷ SB3"):
+    limits = Table(
+        title="Limits: a serial trainer doing only raw sim + acting forward + PPO update; the update at GEMM peak"
+    )
+    for column in ("env", "sim µs/step", "act µs/step", "update µs/step (legacy)", "update ×", "limit steps/s",
+                   "rpg native of limit", "SB3 of limit", "update of GEMM peak (legacy)"):
         limits.add_column(column, justify="left" if column == "env" else "right")
     for env, result in results.items():
-        m = result["machine_limit"]
+        m, hw = result["machine_limit"], result["hardware_limit"]
         limits.add_row(
-            env, f"{m['sim_seconds_per_step'] * 1e6:.1f}", f"{m['act_seconds_per_step'] * 1e6:.1f}", f"{m['update_seconds_per_step'] * 1e6:.1f}",
-            f"{m['limit_steps_per_second']:,.0f}", f"{m['fraction_of_limit']['rpg native']:.0%}", f"{m['fraction_of_limit']['sb3']:.0%}",
-            f"{m['ceiling_speedup_vs_sb3']:.2f}×",
+            env, f"{m['sim_seconds_per_step'] * 1e6:.1f}", f"{m['act_seconds_per_step'] * 1e6:.1f}",
+            f"{m['update_seconds_per_step'] * 1e6:.1f} ({m['update_legacy_seconds_per_step'] * 1e6:.1f})",
+            f"{result['update_speedup_vs_legacy']:.2f}×", f"{m['limit_steps_per_second']:,.0f}",
+            f"{m['fraction_of_limit']['rpg native']:.0%}", f"{m['fraction_of_limit']['sb3']:.0%}",
+            f"{hw['fraction_of_gemm_peak']['update alone']:.0%} ({hw['fraction_of_gemm_peak']['update legacy']:.0%})",
         )
     Console().print(limits)
 
     payload = {
         "benchmark": "control_throughput",
-        "command": " ".join([Path(sys.executable).name, "benchmarks/control_throughput.py", *(argv if argv is not None else sys.argv[1:])]),
+        "command": " ".join(["OMP_NUM_THREADS=1", Path(sys.executable).name, "benchmarks/control_throughput.py",
+                             *(argv if argv is not None else sys.argv[1:])]),
         "commit": _git_commit(),
         "started_utc": started,
-        "machine": {"cpu": _cpu_model(), "cpus": os.cpu_count(), "load_average_before": load_before, "load_average_after": os.getloadavg(), "threads": 1},
-        "versions": {"python": platform.python_version(), "torch": torch.__version__, "mujoco": mujoco.__version__, "stable_baselines3": stable_baselines3.__version__, "numpy": np.__version__},
+        "wall_seconds": time.perf_counter() - wall,
+        "machine": {"cpu": _cpu_model(), "cpus": os.cpu_count(), "load_average_before": load_before,
+                    "load_average_after": os.getloadavg(), "threads": 1, "shared": True},
+        "versions": {"python": platform.python_version(), "torch": torch.__version__, "mujoco": mujoco.__version__,
+                     "stable_baselines3": stable_baselines3.__version__, "numpy": np.__version__},
         "steps_per_run": args.steps,
         "repeats": args.repeats,
+        "statistic": "median of the repeats",
         "results": results,
     }
     output = Path(args.output)
@@ -381,7 +596,9 @@ def main(argv: list[str] | None = None) -> int:
     tmp = output.with_suffix(".tmp")
     tmp.write_text(json.dumps(payload, indent=2) + "\n")
     os.replace(tmp, output)
-    print(f"written to {output}")
+    summary = output.with_suffix(".md")
+    summary.write_text(markdown_summary(payload))
+    print(f"written to {output} and {summary}")
     return 0
 
 

@@ -5,6 +5,12 @@ paper's default, Sec. IV-A) or a state-dependent head (Table III's ablation). ``
 the log *density* of the sampling distribution — the log πθ of the Soft/Residual reward (eq. 5,
 eq. 8) for continuous actions. Actions are sampled unclipped; the env receives them clipped to
 its bounds (the log-prob stays that of the sample).
+
+The networks are plain ``nn.Sequential`` stacks of ``nn.Linear`` and an activation (their
+``state_dict`` keys are those of every checkpoint), but the forward runs through
+:func:`mlp_forward`: the same layers computed with fewer, fused kernels and, under autograd, one
+hand-written backward (see ``docs/control_speed.md``). It equals the module forward to float
+rounding (tanh as 2·σ(2z) − 1: ≤ 2·10⁻⁷ from ``torch.tanh``).
 """
 
 from __future__ import annotations
@@ -13,9 +19,129 @@ import math
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 _ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU}
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+
+
+_SIGMOID_TANH_MIN = 12288  # elements; below it the four-kernel form loses to one tanh
+
+
+def _tanh_(z: torch.Tensor) -> torch.Tensor:
+    """tanh in place; on large tensors as 2·σ(2z) − 1: torch's CPU tanh goes through MKL's VML,
+    which on AMD cores is ~2× slower than four passes of sigmoid and scaling. The identity is
+    exact, the rounding ≤ 2·10⁻⁷ absolute."""
+    if z.numel() < _SIGMOID_TANH_MIN:
+        return z.tanh_()
+    return z.mul_(2.0).sigmoid_().mul_(2.0).sub_(1.0)
+
+
+def _activate_(name: str, z: torch.Tensor) -> torch.Tensor:
+    if name == "tanh":
+        return _tanh_(z)
+    if name == "relu":
+        return z.relu_()
+    return torch.nn.functional.elu_(z)
+
+
+def _activation_backward(name: str, grad: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """d loss / d pre-activation from d loss / d activation and the activation's output."""
+    if name == "tanh":
+        return torch.ops.aten.tanh_backward(grad, out)
+    if name == "relu":
+        return torch.ops.aten.threshold_backward(grad, out, 0.0)
+    return torch.ops.aten.elu_backward(grad, 1.0, 1.0, 1.0, True, out)
+
+
+_ACTIVATION_NAMES = {nn.Tanh: "tanh", nn.ReLU: "relu", nn.ELU: "elu"}
+
+
+def _mlp_layers(net: nn.Module) -> tuple[str, list[nn.Linear], int] | None:
+    """(activation, linears, widest hidden layer) of an ``mlp()`` stack — Linear, act, …, Linear — else None."""
+    if not isinstance(net, nn.Sequential):
+        return None
+    modules = list(net)
+    linears, acts = modules[0::2], modules[1::2]
+    if not linears or len(linears) != len(acts) + 1 or not all(type(m) is nn.Linear for m in linears):
+        return None
+    names = {_ACTIVATION_NAMES.get(type(m)) for m in acts}
+    if len(names) > 1 or None in names or any(type(m) is nn.ELU and m.alpha != 1.0 for m in acts):
+        return None
+    if any(m.bias is None for m in linears):
+        return None
+    return (names.pop() if names else "tanh"), linears, max((m.out_features for m in linears[:-1]), default=0)
+
+
+def _forward(activation: str, x: torch.Tensor, params: tuple[torch.Tensor, ...]) -> list[torch.Tensor]:
+    """Every layer's output [h1, …, out]: addmm (bias in the GEMM) then the activation in place."""
+    outputs, h, last = [], x, len(params) - 2
+    for i in range(0, len(params), 2):
+        h = F.linear(h, params[i], params[i + 1])  # one addmm, the bias in the GEMM
+        if i < last:
+            h = _activate_(activation, h)
+        outputs.append(h)
+    return outputs
+
+
+class _MLPFunction(torch.autograd.Function):
+    """One autograd node for a whole MLP: forward saves each layer's output, backward is the
+    chain rule written out (dW = gᵀh, db = Σg, dh = gW), skipping what needs no gradient."""
+
+    @staticmethod
+    def forward(ctx, activation: str, x: torch.Tensor, *params: torch.Tensor) -> torch.Tensor:
+        outputs = _forward(activation, x, params)
+        ctx.activation = activation
+        ctx.save_for_backward(x, *params, *outputs[:-1])
+        return outputs[-1]
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        saved = ctx.saved_tensors
+        layers = len(saved) // 3  # x, 2·layers params, layers − 1 hidden outputs
+        x, params, hidden = saved[0], saved[1 : 1 + 2 * layers], saved[1 + 2 * layers :]
+        inputs = (x, *hidden)
+        needs = ctx.needs_input_grad  # (activation, x, W1, b1, …)
+        grads: list[torch.Tensor | None] = [None] * len(params)
+        grad_x = None
+        for layer in range(layers - 1, -1, -1):
+            weight = params[2 * layer]
+            if needs[2 + 2 * layer]:  # gᵀh; for a narrow input (the observation) (hᵀg)ᵀ is the faster GEMM
+                h = inputs[layer]
+                grads[2 * layer] = h.t().mm(grad).t() if h.shape[1] < 64 else grad.t().mm(h)
+            if needs[3 + 2 * layer]:
+                grads[2 * layer + 1] = grad.sum(0)
+            if layer > 0:
+                grad = _activation_backward(ctx.activation, grad.mm(weight), hidden[layer - 1])
+            elif needs[1]:
+                grad_x = grad.mm(weight)
+        return None, grad_x, *grads
+
+
+def mlp_forward(net: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    """``net(x)`` for an ``mlp()`` stack, faster: in-place activations and, under autograd for a
+    large tanh stack, one node with a hand-written backward for the whole stack. Other modules,
+    inputs or stacks: ``net(x)``."""
+    spec = net.__dict__.get("_rpg_mlp_layers")
+    if spec is None:  # analyse the stack once (its modules are never swapped after mlp() builds it)
+        spec = net.__dict__["_rpg_mlp_layers"] = _mlp_layers(net) or ()
+    if not spec or x.dtype is not torch.float32 or x.device.type != "cpu" or x.dim() == 0:
+        return net(x)
+    activation, linears, width = spec
+    rows = x.numel() // x.shape[-1]
+    # Under autograd the hand-written node pays off through the faster tanh of large layers; for
+    # ReLU/ELU or small layers torch's C++ autograd of the Sequential is as fast or faster.
+    if torch.is_grad_enabled() and (activation != "tanh" or rows * width < _SIGMOID_TANH_MIN):
+        return net(x)
+    params: list[torch.Tensor] = []
+    for linear in linears:
+        params += (linear.weight, linear.bias)
+    flat = x if x.dim() == 2 else x.reshape(-1, x.shape[-1])
+    if torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in params)):
+        out = _MLPFunction.apply(activation, flat, *params)
+    else:
+        out = _forward(activation, flat, params)[-1]
+    return out if x.dim() == 2 else out.reshape(*x.shape[:-1], out.shape[-1])
 
 
 def mlp(in_dim: int, hidden: list[int], out_dim: int, activation: str, out_gain: float) -> nn.Sequential:
@@ -52,7 +178,7 @@ class GaussianActor(nn.Module):
 
     def distribution_params(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(mean, log_std), both [..., act_dim]."""
-        out = self.mean_net(obs)
+        out = mlp_forward(self.mean_net, obs)
         if self.std_type == "global":
             return out, self.log_std.expand_as(out)
         mean, log_std = out.split(self.act_dim, dim=-1)
@@ -83,7 +209,7 @@ class Critic(nn.Module):
         self.net = mlp(obs_dim, hidden, 1, activation, out_gain=1.0)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.net(obs).squeeze(-1)
+        return mlp_forward(self.net, obs).squeeze(-1)
 
 
 class ActorCritic(nn.Module):
