@@ -16,7 +16,7 @@ in fresh subprocesses, one after another, repeated ``--repeats`` times in altern
   synthetic rollout buffer of the right shapes (``steps_per_env`` × ``num_envs``), no env stepping;
   as many updates as a training run of ``--steps`` makes, after one untimed warm-up update;
 * ``update legacy``  — the same on the update as of commit 864929d, kept verbatim in
-  ``rpg_control.legacy`` (``nn.Sequential`` forward under autograd, per-minibatch indexing,
+  ``tests/control/legacy_ppo_update.py`` (``nn.Sequential`` forward under autograd, per-minibatch indexing,
   per-tensor gradient norm, foreach Adam): the reference the fast update is measured against;
 * ``act alone`` / ``act legacy`` — the policy forward for acting, on ``num_envs`` observations
   per step (``actor.sample`` + ``critic`` under ``no_grad``, as in the trainer's rollout), no env
@@ -65,6 +65,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results"
+# The frozen reference update (the code before the fast path) lives with its equality test.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 
 def _peak_rss_mb() -> float:
@@ -188,7 +190,7 @@ def _synthetic_rollout(model, spec, config, generator):
 
 def run_update(env: str, steps: int, legacy: bool = False) -> dict:
     """The trainer's step 2 alone (RPG reward + PPO update) on synthetic rollouts, no env;
-    ``legacy``: the update as of commit 864929d (``rpg_control.legacy``)."""
+    ``legacy``: the update as of commit 864929d (``tests/control/legacy_ppo_update.py``)."""
     import torch
 
     torch.set_num_threads(1)
@@ -197,7 +199,7 @@ def run_update(env: str, steps: int, legacy: bool = False) -> dict:
     from rpg_control.actor_critic import ActorCritic
     from rpg_control.algorithm import Rollout, make_optimizer, ppo_update, rpg_step_reward
     from rpg_control.envs import get_env_spec
-    from rpg_control.legacy import legacy_make_optimizer, legacy_ppo_update
+    from control.legacy_ppo_update import legacy_make_optimizer, legacy_ppo_update
 
     if legacy:
         make_optimizer, ppo_update = legacy_make_optimizer, legacy_ppo_update
@@ -234,7 +236,7 @@ def run_act(env: str, steps: int, legacy: bool = False) -> dict:
     torch.set_num_threads(1)
     from rpg_control.actor_critic import ActorCritic
     from rpg_control.envs import get_env_spec
-    from rpg_control.legacy import legacy_critic, legacy_sample
+    from control.legacy_ppo_update import legacy_critic, legacy_sample
 
     config = _config(env, steps)
     spec = get_env_spec(env)

@@ -78,7 +78,7 @@ def ppo_update(
     1.5 when the approximate KL leaves [target/2, 2·target] (rsl_rl's rule); the critic keeps
     ``config.learning_rate``.
 
-    The math is that of :func:`rpg_control.legacy.legacy_ppo_update` (same permutations, same
+    The math is that of the frozen reference ``tests/control/legacy_ppo_update.py`` (same permutations, same
     minibatches, same losses and clipping); the work per minibatch is smaller: every per-sample
     tensor sits in one table gathered once per epoch (a minibatch is a contiguous slice of it),
     the networks run through :func:`rpg_control.actor_critic.mlp_forward`, the gradient norm is
@@ -160,7 +160,7 @@ def make_optimizer(model: ActorCritic, config) -> torch.optim.Adam:
 
     The adaptive schedule reacts to the policy's KL only, so it moves the actor's lr alone: a
     policy step that overshoots must not also stall the critic's regression. torch's fused
-    Adam (one C++ loop per group; the foreach Adam of :mod:`rpg_control.legacy` is ~3× slower).
+    Adam (one C++ loop per group; the foreach Adam of the frozen reference update is ~3× slower).
     """
     return FusedAdam(
         [

@@ -16,7 +16,7 @@ Three backends with one interface:
 * ``native`` — the same v5 model files, stepped with the ``mujoco`` package directly in one
   loop over ``MjData`` (no wrappers, no per-env dict/info traffic). It reproduces gymnasium's
   v5 dynamics, rewards, terminations and even its reset RNG stream bit for bit
-  (``tests/test_control_envs.py`` checks this), and is the default because it is faster.
+  (``tests/control/test_envs.py`` checks this), and is the default because it is faster.
 * ``envpool`` — optional: envpool's C++ ports of the v4 tasks (see :class:`EnvpoolVecEnv`).
 
 v5 vs v3 (the paper's versions; v3 needs mujoco-py): HalfCheetah-v5 = v3. Hopper-v5 pays the

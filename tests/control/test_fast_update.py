@@ -1,5 +1,5 @@
 """The fast PPO update (fused MLP forward/backward, one gather per epoch, fused Adam) against a
-frozen copy of the update it replaced (``rpg_control.legacy``, commit 864929d): same parameters
+frozen copy of the update it replaced (``tests/control/legacy_ppo_update.py``, commit 864929d): same parameters
 after an update to float tolerance, same statistics, and committed checkpoints act as before."""
 
 import copy
@@ -13,7 +13,7 @@ pytest.importorskip("mujoco")
 from rpg_control.actor_critic import ActorCritic, GaussianActor, _MLPFunction, mlp, mlp_forward  # noqa: E402
 from rpg_control.algorithm import FusedAdam, Rollout, make_optimizer, ppo_update, rpg_step_reward  # noqa: E402
 from rpg_control.config import load_config  # noqa: E402
-from rpg_control.legacy import (  # noqa: E402
+from .legacy_ppo_update import (  # noqa: E402
     legacy_critic,
     legacy_distribution_params,
     legacy_make_optimizer,
@@ -21,7 +21,7 @@ from rpg_control.legacy import (  # noqa: E402
     legacy_sample,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 # Parameters after one update differ from the legacy update's by float rounding only (tanh as
 # 2σ(2z) − 1, another summation order in the gradient norm and Adam's fused kernel).
 ATOL, RTOL = 2e-6, 1e-5

@@ -28,8 +28,9 @@ from rpg_control.reproduce.plan import (
 )
 from rpg.utils.atomic import write_json_atomic
 
-TESTS_DIR = Path(__file__).resolve().parent
+TESTS_DIR = Path(__file__).resolve().parents[1]  # tests/: this module is control.test_reproduce
 REPO = TESTS_DIR.parent
+FAKE_RUNNER = "control.test_reproduce:fake_runner"
 CHUNKS = 4
 VARIANT_SCORE = {"none": 10.0, "end": 20.0, "repeat": 5.0, "soft": 30.0, "full": 40.0,
                  "greedy": -50.0, "kl": 25.0, "residual": 35.0, "prior": 28.0}
@@ -86,7 +87,7 @@ def reproduce(tmp_path: Path, *args: str, kill_at: int = 0, check: bool = False,
     env = dict(os.environ, FAKE_LOG=str(tmp_path / "calls.jsonl"), FAKE_KILL_AT=str(kill_at), **(env or {}),
                PYTHONPATH=os.pathsep.join([str(TESTS_DIR), str(REPO), os.environ.get("PYTHONPATH", "")]))
     command = [sys.executable, "-m", "rpg_control.reproduce.cli", *args, "--results", str(tmp_path / "results"),
-               "--runs-dir", str(tmp_path / "runs"), "--runner", "test_control_reproduce:fake_runner"]
+               "--runs-dir", str(tmp_path / "runs"), "--runner", FAKE_RUNNER]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, cwd=cwd)
     if check:
         assert done.returncode == 0, done.stderr
@@ -100,7 +101,7 @@ def reproduce_here(tmp_path: Path, monkeypatch, *args: str) -> int:
     monkeypatch.setenv("FAKE_LOG", str(tmp_path / "calls.jsonl"))
     monkeypatch.setenv("FAKE_KILL_AT", "0")
     return main([*args, "--results", str(tmp_path / "results"), "--runs-dir", str(tmp_path / "runs"),
-                 "--runner", "test_control_reproduce:fake_runner"])
+                 "--runner", FAKE_RUNNER])
 
 
 def calls(tmp_path: Path) -> list[dict]:

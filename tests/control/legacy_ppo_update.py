@@ -2,7 +2,7 @@
 :mod:`rpg_control.algorithm` / :mod:`rpg_control.actor_critic`.
 
 It is the reference the fast update is measured against (``benchmarks/control_throughput.py``,
-``update legacy``) and checked against (``tests/test_control_fast_update.py``). It runs the
+``update legacy``) and checked against (``tests/control/test_fast_update.py``). It runs the
 networks through their ``nn.Sequential`` modules (``nn.Linear`` + ``torch.tanh``/``relu``/``elu``
 under autograd), a fresh index per tensor per minibatch, per-tensor ``clip_grad_norm_`` and the
 ``foreach`` Adam. Not used for training.
