@@ -79,7 +79,10 @@ def header(title: str, scale: Scale, command: str, provenance: dict, mode: str =
     lines = [f"# {title}", "", f"Our numbers: {MODE_TEXT[mode]}; the other mode is in `{other}` beside this file.", ""]
     lines.append(
         f"**Scale: `{scale.label}`** — {scale.describe()}. "
-        f"Paper: {paper.PAPER_PROTOCOL}. Numbers at a reduced scale are a first look, not a reproduction of the paper's figures."
+        f"Paper: {paper.PAPER_PROTOCOL}. "
+        + ("This is the paper's protocol; a cell is complete when all its seeds are in (runs finished below)."
+           if (scale.steps, scale.seeds, scale.episodes) == (5_000_000, 5, 100)
+           else "Numbers at a reduced scale are a first look, not a reproduction of the paper's figures.")
     )
     lines.append("")
     made_by = provenance.get("commands") or []
@@ -233,11 +236,14 @@ def _basic_task_sections(envs, columns, titles, rows_specs, results, mode, paper
     return lines
 
 
-def _verdict_note() -> str:
+def _verdict_note(seeds: int) -> str:
+    """How verdicts are decided, with the t range that ``seeds`` finished seeds per cell give."""
+    low, high = verdicts.t_quantile(2 * (seeds - 1)), verdicts.t_quantile(seeds - 1)
     return ("Verdicts: a claim \"A above B\" is *reproduced* when the difference of the seeds' mean figures d exceeds "
             "t·se (se over seeds, Welch's t at 95%, two-sided; `rpg_control/reproduce/verdicts.py`), *opposite* when "
-            "−d does, else *inconclusive*. With 2 seeds per cell Welch's degrees of freedom lie between 1 and 2, "
-            "so t is 4.3 to 12.7: only gaps several times the seed spread pass.")
+            f"−d does, else *inconclusive*. With {seeds} seeds per cell Welch's degrees of freedom lie between "
+            f"{seeds - 1} and {2 * (seeds - 1)}, so t is {low:.1f} to {high:.1f}"
+            + (": only gaps several times the seed spread pass." if seeds < 4 else "."))
 
 
 def table1_markdown(envs, scale, specs_by_cell, results, command, mode="deterministic") -> str:
@@ -248,7 +254,7 @@ def table1_markdown(envs, scale, specs_by_cell, results, command, mode="determin
     lines[2] = lines[2].replace("{N}", "1")
     variants = paper.TABLE1_VARIANTS
     lines += _basic_task_sections(envs, variants, paper.TABLE1_TITLES, specs_by_cell, results, mode, paper.TABLE1)
-    lines += ["## Claims", "", _verdict_note(), ""]
+    lines += ["## Claims", "", _verdict_note(scale.seeds), ""]
     for env in envs:
         for checkpoint, paper_key in (("last", "average"), ("best", "best")):
             mine = seed_cell(specs_by_cell[(env, "soft")], results, checkpoint, "basic", mode)
@@ -270,7 +276,7 @@ def table3_markdown(envs, scale, specs_by_cell, results, command, mode="determin
     lines[2] = lines[2].replace("{N}", "3")
     lines += _basic_task_sections(envs, paper.TABLE3_STDS, paper.TABLE3_TITLES, specs_by_cell, results, mode,
                                   paper.TABLE3)
-    lines += ["## Claims", "", _verdict_note(), ""]
+    lines += ["## Claims", "", _verdict_note(scale.seeds), ""]
     for env in envs:
         for checkpoint, paper_key in (("last", "average"), ("best", "best")):
             cells = [seed_cell(specs_by_cell[(env, s)], results, checkpoint, "basic", mode) for s in paper.TABLE3_STDS]
@@ -345,7 +351,7 @@ def table2_markdown(envs, scale, specs_by_cell, results, command, priors: dict[s
     lines.append("")
     for env in envs:
         lines += _table2_env_block(env, specs_by_cell, results, mode, priors.get(env))
-    lines += ["## Claims", "", _verdict_note(), ""]
+    lines += ["## Claims", "", _verdict_note(scale.seeds), ""]
     for env in envs:
         claims = table2_claims(env, specs_by_cell, results, mode)
         lines += [f"- {paper.ENV_TITLES[env]}:"] + ["  - " + claim for claim in claims]
