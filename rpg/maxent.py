@@ -10,7 +10,7 @@ policy (the optimum of eq. 3) follows soft value iteration:
 
 and RPG's target (Sec. II and eq. 2) is the soft-optimal policy of the augmented reward
 r_R + ω'·log π_prior at temperature α̂. If π_prior is soft-optimal for r at temperature α,
-that target equals the soft-optimal policy of (ω'/α)·r + r_R at temperature α̂ (SPEC §1),
+that target equals the soft-optimal policy of (ω'/α)·r + r_R at temperature α̂ (docs/theory.md §2),
 because ω'·log π_prior = (ω'/α)(r + γ·E V(s') − V(s)) telescopes into a state-only shift.
 """
 

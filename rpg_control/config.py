@@ -5,7 +5,7 @@
 (unknown env/variant/key, a negative coefficient, a customization variant without a prior)
 fails with one clear ``ConfigError`` line before any simulation starts.
 
-Variants (SPEC §1, paper Sec. III-IV):
+Variants (docs/theory.md §1 and §3, paper Sec. III-IV):
 
 =========  ==================  =======================================  ======================
 variant    task reward         reward coefficients (rpg.reward)          entropy in the loss

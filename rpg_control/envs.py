@@ -3,7 +3,7 @@
 Every env step returns, per environment:
 
 * ``reward``       the basic reward r: the gymnasium v5 env's own reward;
-* ``addon_reward`` the add-on reward r_R of SPEC §4, computed from simulator state (qpos);
+* ``addon_reward`` the add-on reward r_R of the protocol (docs/mujoco.md), computed from simulator state (qpos);
 * ``addon_metric`` the per-step quantity whose episode mean the paper reports (|θ|, z, v_y);
 * ``final_obs``    the true last observation of the step (differs from ``obs`` where the env
   finished and was reset in the same step: the truncation bootstrap needs V(final_obs)).
@@ -23,7 +23,7 @@ v5 vs v3 (the paper's versions; v3 needs mujoco-py): HalfCheetah-v5 = v3. Hopper
 alive bonus only while healthy (v3 also paid it on the terminal step) — accepted. Ant-v5 is
 used with ``include_cfrc_ext_in_observation=False`` (27 dims, as the paper) and
 ``contact_cost_weight=0``: under mujoco>=2 the v3 env never computed contact forces, so its
-contact cost was 0, and SPEC §4's basic reward for Ant has no contact term.
+contact cost was 0, and the protocol's basic reward for Ant (docs/mujoco.md) has no contact term.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Every variant's per-step reward is its formula (SPEC §1), computed through rpg/; configs hold the paper's tables."""
+"""Every variant's per-step reward is its formula (docs/theory.md), computed through rpg/; configs hold the paper's tables."""
 
 import pytest
 import torch
@@ -40,7 +40,7 @@ def _reward(config, batch):
 @pytest.mark.parametrize("env", ["halfcheetah", "hopper", "ant"])
 def test_entropy_variants_rewards_and_loss_terms(env, step_batch):
     r, logp = step_batch["basic"], step_batch["logp"]
-    expected = {  # (per-step reward, coefficient of −H in the loss), SPEC §1
+    expected = {  # (per-step reward, coefficient of −H in the loss), docs/theory.md §3
         "none": lambda a: (r, 0.0),
         "end": lambda a: (r, a),
         "repeat": lambda a: (r - a * logp, a),

@@ -1,4 +1,4 @@
-"""Soft value iteration and the RPG target (SPEC §1, paper Sec. II / III-C) on random small MDPs."""
+"""Soft value iteration and the RPG target (docs/theory.md §2, paper Sec. II / III-C) on random small MDPs."""
 
 import pytest
 import torch
