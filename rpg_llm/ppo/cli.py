@@ -102,7 +102,7 @@ def run_toy_job(experiment, ppo_args, argv: list[str]) -> int:
         )
         print_results(result["rows"], "Residual PPO on the toy token world (KL to each method's exact target)")
         md, js = write_results(result, experiment.results_dir, "residual_ppo_toy", facts)
-        print(f"floor: the prior model's KL to the exact prior = {world.info.get('prior_kl_to_exact_prior'):.4f}")
+        print(f"floor: the prior model's KL to the exact prior = {result['rows'][0]['kl_to_prior']:.4f}")
         print(f"wrote {md} and {js}")
     return 0
 

@@ -420,6 +420,35 @@ class ToyWorld:
         result.update(off_support_mass=0.0, method="exact (dynamic programming)")
         return result
 
+    def greedy_mass_on_special_tokens(self, alpha_hat: float) -> float:
+        """Mass that the optimum of Greedy (ω' = 0) puts on completions with ``<pad>`` / ``<eos>`` when
+        they are not suppressed: what the content-only targets would hide (mean over prompts).
+
+        Without suppression PPO samples L tokens from V words, ``<pad>`` (dropped when the completion is
+        decoded, so it only skips a step) and ``<eos>`` (ends the completion). With ω' = 0 the optimum of
+        eq. 8 is π* ∝ exp(r_R(y)/α̂) over every distinct sampled sequence; solved on states (mentioned
+        targets, ended) with :func:`rpg.maxent.soft_value_iteration`, it is compared with the
+        content-only partition function :meth:`log_partition`.
+        """
+        if alpha_hat <= 0:
+            raise ValueError(f"alpha_hat must be > 0, got {alpha_hat}")
+        V, K, L = self.vocab_size, len(self.target_words), self.completion_length
+        num_masks = 2**K
+        pad, eos = V, V + 1  # actions: the V words, then <pad>, then <eos>
+        mask_of = torch.arange(2 * num_masks) % num_masks
+        ended = torch.arange(2 * num_masks) >= num_masks  # states num_masks.. : the completion has ended
+        words = mask_of.unsqueeze(-1) | self._target_bits().unsqueeze(0)  # [S, V]
+        next_state = torch.cat([words, mask_of.unsqueeze(-1), (mask_of + num_masks).unsqueeze(-1)], dim=-1)
+        next_state[ended] = torch.arange(2 * num_masks)[ended].unsqueeze(-1)  # an ended completion stays ended
+        allowed = ~ended.unsqueeze(-1).expand(-1, V + 2).clone()
+        allowed[ended, pad] = True  # after <eos> the sampler only writes padding, with probability 1
+        popcount = torch.tensor([bin(m).count("1") for m in range(num_masks)], dtype=torch.float64)
+        addon = torch.zeros(L, 2 * num_masks, V + 2, dtype=torch.float64)
+        addon[L - 1] = self.config.addon_scale * popcount[next_state % num_masks]
+        solution = soft_value_iteration(addon, next_state, L, alpha_hat, action_mask=allowed)
+        log_z_all = solution.v[0, 0] / alpha_hat  # the same for every prompt: r_R ignores the prompt
+        return float(1.0 - (self.log_partition(0.0, alpha_hat) - log_z_all).exp().mean())
+
     # ------------------------------------------------------------------ exact enumeration (small worlds)
     def all_completions(self) -> torch.Tensor:
         """Every content completion [V^L, L] in lexicographic order (content indices)."""

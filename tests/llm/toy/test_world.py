@@ -204,3 +204,21 @@ def test_a_large_world_builds_and_evaluates_without_enumeration(tmp_path):
     mc = world.evaluate(world.load_prior_model(), 0.5, 0.25, num_samples=64)
     assert mc["method"].startswith("monte_carlo") and mc["kl_to_target_stderr"] > 0
     assert 0 < mc["off_support_mass"] < 1  # an untrained model's raw law leaves the content words
+
+
+def test_greedy_mass_on_special_tokens_matches_enumerating_what_the_sampler_can_write(world):
+    # Every sequence of L tokens over words, <pad>, <eos>, cut after the first <eos> (the sampler pads the rest).
+    import itertools
+
+    V, L, alpha_hat = world.vocab_size, world.completion_length, 0.5
+    pad, eos = V, V + 1
+    targets = set(world.target_words)
+    weights = {}
+    for tokens in itertools.product(range(V + 2), repeat=L):
+        cut = tokens[: tokens.index(eos) + 1] if eos in tokens else tokens
+        mentioned = len({t for t in cut if t in targets})
+        weights[cut] = math.exp(world.config.addon_scale * mentioned / alpha_hat)
+    special = sum(w for seq, w in weights.items() if pad in seq or eos in seq)
+    expected = special / sum(weights.values())
+    assert world.greedy_mass_on_special_tokens(alpha_hat) == pytest.approx(expected, abs=1e-12)
+    assert 0.2 < expected < 0.9  # what the content-only target of Greedy hides
