@@ -59,9 +59,11 @@ def _is_deterministic(transition: torch.Tensor) -> bool:
 def _check_transition(transition: torch.Tensor, num_states: int, num_actions: int) -> None:
     if _is_deterministic(transition):
         if transition.shape != (num_states, num_actions):
-            raise ValueError(f"next-state indices must be [S, A] = {(num_states, num_actions)}, got {tuple(transition.shape)}")
+            expected = (num_states, num_actions)
+            raise ValueError(f"next-state indices must be [S, A] = {expected}, got {tuple(transition.shape)}")
         if transition.numel() and (int(transition.min()) < 0 or int(transition.max()) >= num_states):
-            raise ValueError(f"next-state indices must lie in [0, {num_states}), got [{int(transition.min())}, {int(transition.max())}]")
+            low, high = int(transition.min()), int(transition.max())
+            raise ValueError(f"next-state indices must lie in [0, {num_states}), got [{low}, {high}]")
         return
     if transition.shape != (num_states, num_actions, num_states):
         raise ValueError(f"transition must be [S, A, S] = {(num_states, num_actions, num_states)}, got {tuple(transition.shape)}")

@@ -81,8 +81,9 @@ class ResidualPPOConfig(TrainingArguments):
     )
     suppress_token_ids: list[int] | None = field(
         default=None,
-        metadata={"help": "token ids never sampled: their logits are set to the lowest value before every softmax "
-                          "(sampling, policy and reference log-probs), so πθ and π_ref are renormalized over the rest"},
+        metadata={"help": "token ids never sampled: their logits are set to the lowest value before every "
+                          "softmax (sampling, policy and reference log-probs), so πθ and π_ref are "
+                          "renormalized over the rest"},
     )
     # --- models and reward source
     ref_model_path: str | None = field(default=None, metadata={"help": "reference π_ref (default: the policy's start; with LoRA: adapters off)"})

@@ -171,7 +171,8 @@ def _method_args(ppo_args, experiment, name, omega_prime, alpha_hat, world: ToyW
 
 
 COLUMNS = [("method", "method"), ("omega_prime", "ω'"), ("alpha_hat", "α̂"), ("basic", "basic r"), ("addon", "add-on r_R"),
-           ("total", "total"), ("kl_to_target", "KL(π‖own target)"), ("kl_stderr", "± s.e."), ("kl_to_target_at_start", "same, prior"), ("kl_to_prior", "KL(π‖exact prior)"),
+           ("total", "total"), ("kl_to_target", "KL(π‖own target)"), ("kl_stderr", "± s.e."),
+           ("kl_to_target_at_start", "same, prior"), ("kl_to_prior", "KL(π‖exact prior)"),
            ("off_support_mass", "raw mass off support")]
 
 
@@ -187,10 +188,10 @@ def write_results(result: dict, results_dir: str | Path, name: str, facts: dict)
         "# Residual PPO on the toy token world",
         "",
         "Each method starts from the distilled prior and optimizes the add-on reward r_R with its own (ω', α̂);",
-        "KL is to that method's exact target π* ∝ π_prior^(ω'/α̂)·exp(r_R/α̂) (exact: enumeration for the trained",
-        "models, dynamic programming for the target rows). Every method samples and scores with <pad>/<eos> suppressed,",
-        "the targets' support (content-only completions); \"raw mass off support\" is what the unsuppressed model would",
-        "give to completions with <pad>/<eos>. See docs/toy_world.md.",
+        "KL is to that method's exact target π* ∝ π_prior^(ω'/α̂)·exp(r_R/α̂) (exact: enumeration for the",
+        "trained models, dynamic programming for the target rows). Every method samples and scores with",
+        "<pad>/<eos> suppressed, the targets' support (content-only completions); \"raw mass off support\" is",
+        "what the unsuppressed model would give to completions with <pad>/<eos>. See docs/toy_world.md.",
         "Residual RLOO / GRPO: Residual's (ω', α̂) and target, no critic, the same completions per iteration",
         "(k per prompt); see docs/llm_critic_free.md.",
         "",

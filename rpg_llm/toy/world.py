@@ -477,7 +477,8 @@ class ToyWorld:
         π* ∝ π_prior^(ω'/α̂)·exp(r_R/α̂), the soft-optimal policy of (ω'/α)·r + r_R at α̂.
         """
         ys = self.all_completions()
-        return torch.stack([self.exact_log_probs(w.expand(len(ys)), ys, omega_prime, alpha_hat) for w in self._first_words()])
+        first_words = self._first_words()
+        return torch.stack([self.exact_log_probs(w.expand(len(ys)), ys, omega_prime, alpha_hat) for w in first_words])
 
     def completion_rewards(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(basic, add-on) reward of every content completion for every prompt, [num_prompts, V^L]."""
@@ -633,7 +634,8 @@ class ToyWorld:
         return result
 
     def _raw_content_log_mass(self, model, prompt_ids: torch.Tensor, completion_ids: torch.Tensor) -> torch.Tensor:
-        """Σ_t log Σ_{content w} π_raw(w | prompt, y_<t), [N]: the raw model's log-probability of staying on content."""
+        """Σ_t log Σ_{content w} π_raw(w | prompt, y_<t), [N]: the raw model's log-probability of staying on
+        content words."""
         s, V, P, L = self.num_special, self.vocab_size, prompt_ids.shape[1], completion_ids.shape[1]
         logits = model(input_ids=torch.cat([prompt_ids, completion_ids], dim=-1)).logits[:, P - 1 : P + L - 1]
         logp = torch.log_softmax(logits.double(), dim=-1)

@@ -138,7 +138,8 @@ def test_dynamic_programming_equals_enumeration(world, omega_prime, alpha_hat):
     # log Z, log π(y) and the expected rewards / KL of the exact prior and targets, without enumeration.
     _, addon = world.completion_rewards()
     ys = world.all_completions()
-    previous = torch.cat([world._first_words()[:, None, None].expand(-1, len(ys), 1), ys.expand(len(world.prompts), -1, -1)], -1)
+    first = world._first_words()[:, None, None].expand(-1, len(ys), 1)
+    previous = torch.cat([first, ys.expand(len(world.prompts), -1, -1)], -1)
     basic = world.bigram[previous[..., :-1], previous[..., 1:]].sum(-1)  # r(y) in float64 (the reward API is float32)
     prior = world.exact_prior_log_probs()
     if omega_prime is None:
