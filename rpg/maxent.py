@@ -1,7 +1,9 @@
 """Closed-form maximum-entropy results on finite MDPs: the ground truth trainers are checked on.
 
 A finite-horizon MDP here is a reward ``r[t, s, a]`` (or ``r[s, a]`` for every step), a
-transition tensor ``P[s, a, s']`` and a horizon H. At temperature α the max-entropy optimal
+transition tensor ``P[s, a, s']`` and a horizon H. Deterministic dynamics may instead be given as
+the next-state indices ``next[s, a]`` (an integer tensor): the same results with O(S·A) memory
+instead of O(S²·A), which is what token MDPs with large vocabularies need. At temperature α the max-entropy optimal
 policy (the optimum of eq. 3) follows soft value iteration:
 
     Q_t(s, a) = r_t(s, a) + γ·Σ_s' P(s'|s, a)·V_{t+1}(s'),   V_H = terminal values (0)
@@ -50,9 +52,28 @@ def _per_step(reward: torch.Tensor, horizon: int) -> torch.Tensor:
     return reward
 
 
+def _is_deterministic(transition: torch.Tensor) -> bool:
+    return not torch.is_floating_point(transition)
+
+
 def _check_transition(transition: torch.Tensor, num_states: int, num_actions: int) -> None:
+    if _is_deterministic(transition):
+        if transition.shape != (num_states, num_actions):
+            expected = (num_states, num_actions)
+            raise ValueError(f"next-state indices must be [S, A] = {expected}, got {tuple(transition.shape)}")
+        if transition.numel() and (int(transition.min()) < 0 or int(transition.max()) >= num_states):
+            low, high = int(transition.min()), int(transition.max())
+            raise ValueError(f"next-state indices must lie in [0, {num_states}), got [{low}, {high}]")
+        return
     if transition.shape != (num_states, num_actions, num_states):
         raise ValueError(f"transition must be [S, A, S] = {(num_states, num_actions, num_states)}, got {tuple(transition.shape)}")
+
+
+def _expected_next(transition: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """E_{s'~P(·|s, a)} values[s'] as [S, A]: a gather for next-state indices, a contraction otherwise."""
+    if _is_deterministic(transition):
+        return values[transition]
+    return torch.einsum("sap,p->sa", transition, values)
 
 
 def soft_value_iteration(
@@ -68,7 +89,7 @@ def soft_value_iteration(
 
     Args:
         reward: [S, A] or [H, S, A].
-        transition: [S, A, S] with rows summing to one.
+        transition: [S, A, S] with rows summing to one, or [S, A] integer next-state indices.
         action_mask: optional [S, A] (or [H, S, A]) bool; False actions get probability 0.
     """
     if alpha <= 0:
@@ -81,7 +102,7 @@ def soft_value_iteration(
     q = torch.empty_like(reward)
     mask = None if action_mask is None else _per_step(action_mask.bool(), horizon)
     for t in range(horizon - 1, -1, -1):
-        q_t = reward[t] + gamma * torch.einsum("sap,p->sa", transition, v[t + 1])
+        q_t = reward[t] + gamma * _expected_next(transition, v[t + 1])
         if mask is not None:
             q_t = q_t.masked_fill(~mask[t], float("-inf"))
         q[t] = q_t
@@ -130,15 +151,20 @@ def soft_policy_evaluation(
     for t in range(horizon - 1, -1, -1):
         policy = log_policy[t].exp()
         entropy_term = torch.where(policy > 0, policy * log_policy[t], torch.zeros_like(policy))
-        continuation = gamma * torch.einsum("sap,p->sa", transition, values[0])
+        continuation = gamma * _expected_next(transition, values[0])
         values.insert(0, (policy * (reward[t] + continuation)).sum(-1) - alpha * entropy_term.sum(-1))
     return torch.stack(values)
 
 
 def state_distributions(log_policy: torch.Tensor, transition: torch.Tensor, initial: torch.Tensor) -> torch.Tensor:
-    """Marginal state distributions d_t(s) under a policy, [H + 1, S], from ``initial`` [S]."""
+    """Marginal state distributions d_t(s) under a policy, [H + 1, S], from ``initial`` [S] (or [B, S])."""
     dists = [initial]
     for t in range(log_policy.shape[0]):
-        joint = dists[-1].unsqueeze(-1) * log_policy[t].exp()  # [S, A]
-        dists.append(torch.einsum("sa,sap->p", joint, transition))
+        joint = dists[-1].unsqueeze(-1) * log_policy[t].exp()  # [..., S, A]
+        if _is_deterministic(transition):
+            flat = joint.reshape(*joint.shape[:-2], -1)
+            index = transition.reshape(-1).expand_as(flat)
+            dists.append(torch.zeros_like(dists[-1]).scatter_add_(-1, index, flat))
+        else:
+            dists.append(torch.einsum("...sa,sap->...p", joint, transition))
     return torch.stack(dists)

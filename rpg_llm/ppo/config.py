@@ -79,6 +79,12 @@ class ResidualPPOConfig(TrainingArguments):
         default="group",
         metadata={"help": "grpo: divide by the std of the prompt group (group), of the rollout (batch), or not (none)"},
     )
+    suppress_token_ids: list[int] | None = field(
+        default=None,
+        metadata={"help": "token ids never sampled: their logits are set to the lowest value before every "
+                          "softmax (sampling, policy and reference log-probs), so πθ and π_ref are "
+                          "renormalized over the rest"},
+    )
     # --- models and reward source
     ref_model_path: str | None = field(default=None, metadata={"help": "reference π_ref (default: the policy's start; with LoRA: adapters off)"})
     value_model_path: str | None = field(default=None, metadata={"help": "critic backbone (default: the policy's path)"})
@@ -112,6 +118,8 @@ class ResidualPPOConfig(TrainingArguments):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value}")
         if not (0.0 <= self.gamma <= 1.0 and 0.0 <= self.lam <= 1.0):
             raise ValueError(f"gamma and lam must lie in [0, 1], got gamma={self.gamma}, lam={self.lam}")
+        if self.suppress_token_ids is not None and any(i < 0 for i in self.suppress_token_ids):
+            raise ValueError(f"suppress_token_ids must be token ids >= 0, got {self.suppress_token_ids}")
         if self.total_episodes is not None and self.total_episodes < 1:
             raise ValueError(f"total_episodes must be >= 1, got {self.total_episodes}")
         if self.reward_weights is not None and self.reward_funcs is not None and len(self.reward_weights) != len(self.reward_funcs):

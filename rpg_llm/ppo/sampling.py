@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["Completions", "position_ids_from_mask", "sample_completions", "completion_mask_from_eos"]
+__all__ = ["Completions", "position_ids_from_mask", "sample_completions", "completion_mask_from_eos", "suppress_tokens"]
 
 
 @dataclass
@@ -46,6 +46,19 @@ def completion_mask_from_eos(completion_ids: torch.Tensor, eos_token_id: int | N
     return eos_before == 0
 
 
+def suppress_tokens(logits: torch.Tensor, token_ids) -> torch.Tensor:
+    """``logits`` with ``token_ids`` set to the lowest finite value: probability 0 after any softmax.
+
+    The law is then the model's, renormalized over the other tokens. Finite (not −inf) so that
+    p·log p stays 0 in entropies. ``token_ids`` None or empty: ``logits`` unchanged.
+    """
+    if not token_ids:
+        return logits
+    logits = logits.clone()
+    logits[..., list(token_ids)] = torch.finfo(logits.dtype).min
+    return logits
+
+
 def _cache_argument(model) -> str:
     """Name of the KV-cache argument/output: ``cache`` in transformers ≥ 5.2x, else ``past_key_values``."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
@@ -61,11 +74,14 @@ def sample_completions(
     eos_token_id: int | None,
     pad_token_id: int,
     generator: torch.Generator | None = None,
+    suppress_token_ids: list[int] | None = None,
 ) -> Completions:
     """Sample ``max_new_tokens`` tokens per row from ``model`` at temperature 1.
 
     ``input_ids`` / ``attention_mask`` are left-padded prompts [B, P]. Rows stop at their first EOS;
     later positions hold ``pad_token_id`` with mask False, log-prob and entropy 0.
+    ``suppress_token_ids`` are never sampled (:func:`suppress_tokens`); log-probs and entropies are
+    those of the renormalized law the tokens are drawn from.
     """
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
@@ -83,7 +99,7 @@ def sample_completions(
     for step in range(max_new_tokens):
         # One log-softmax per step gives the sampling law, the token's log-prob and the entropy
         # (TRL's selective_log_softmax loops over rows: 32 logsumexp calls per step at k·P = 32).
-        step_logprobs = torch.log_softmax(logits, dim=-1)
+        step_logprobs = torch.log_softmax(suppress_tokens(logits, suppress_token_ids), dim=-1)
         probs = step_logprobs.exp()
         token = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
         live = ~finished

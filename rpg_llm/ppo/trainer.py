@@ -44,7 +44,7 @@ from rpg.reward import RewardCoefficients, residual_reward
 from rpg_llm.ppo.critic import CausalLMCritic, PolicyAndCritic
 from rpg_llm.ppo.config import ResidualPPOConfig
 from rpg_llm.ppo.rewards import FunctionRewards, RewardModelScorer
-from rpg_llm.ppo.sampling import position_ids_from_mask, sample_completions
+from rpg_llm.ppo.sampling import position_ids_from_mask, sample_completions, suppress_tokens
 
 __all__ = ["ResidualPPOTrainer", "token_level_rewards", "last_token_index"]
 
@@ -291,7 +291,7 @@ class ResidualPPOTrainer:
     def _completion_logprobs(self, model, input_ids, attention_mask, position_ids, completion_ids) -> torch.Tensor:
         L = completion_ids.shape[1]
         logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, logits_to_keep=L + 1).logits[:, :-1]
-        return selective_log_softmax(logits.float(), completion_ids)
+        return selective_log_softmax(suppress_tokens(logits.float(), self.args.suppress_token_ids), completion_ids)
 
     @torch.no_grad()
     def _rollout(self, batch: dict, iteration: int) -> dict:
@@ -305,7 +305,8 @@ class ResidualPPOTrainer:
             policy.eval()
             with self.accelerator.autocast():
                 sampled = sample_completions(
-                    policy, prompt_ids, prompt_mask, args.response_length, self.tokenizer.eos_token_id, self.tokenizer.pad_token_id, g
+                    policy, prompt_ids, prompt_mask, args.response_length, self.tokenizer.eos_token_id,
+                    self.tokenizer.pad_token_id, g, suppress_token_ids=args.suppress_token_ids,
                 )
             completion_ids, mask = sampled.completion_ids, sampled.completion_mask
             input_ids = torch.cat([prompt_ids, completion_ids], dim=1)
@@ -414,7 +415,7 @@ class ResidualPPOTrainer:
                         logits, values = self.model(
                             rollout["input_ids"][idx], rollout["attention_mask"][idx], rollout["position_ids"][idx], args.response_length
                         )
-                        logits = logits.float()
+                        logits = suppress_tokens(logits.float(), args.suppress_token_ids)
                         logprobs = selective_log_softmax(logits, rollout["completion_ids"][idx])
                         policy = clipped_policy_loss(logprobs, rollout["old_logprobs"][idx], rollout["advantages"][idx], args.cliprange, mask)
                         loss = policy.loss

@@ -5,6 +5,10 @@ The token-domain twin of the paper's Table II: each method starts from the disti
 optimizes the add-on reward r_R ("mention these words") with its own (ω', α̂); each is scored on
 basic (fluency), add-on and total reward and on KL(πθ ‖ its exact target) — computable here
 because the prior's reward r is known (SPEC §1, §3).
+
+One support: every method samples and scores with ``<pad>`` / ``<eos>`` suppressed (``suppress_token_ids``),
+so what PPO optimizes lives on the content-only completions its exact target is defined on; the table
+reports the mass the raw model would put outside them (docs/toy_world.md).
 """
 
 from __future__ import annotations
@@ -86,14 +90,14 @@ def run_toy_comparison(experiment: ToyExperimentArguments, ppo_args: ResidualPPO
     rows: list[dict] = []
     prior_row = {"method": "Prior", "omega_prime": None, "alpha_hat": None}
     prior_stats = world.evaluate(prior, omega_prime=world.config.alpha, alpha_hat=world.config.alpha)
-    prior_row.update({k: prior_stats[k] for k in ("basic", "addon", "total", "kl_to_prior")})
+    prior_row.update({k: prior_stats[k] for k in ("basic", "addon", "total", "kl_to_prior", "off_support_mass")})
     prior_row["kl_to_target"] = None
     for name, (omega_prime, alpha_hat) in coefficients.items():
         prior_row[f"kl_to_{name}_target"] = world.evaluate(prior, omega_prime, alpha_hat)["kl_to_target"]
     rows.append(prior_row)
     histories = {}
     for name, (omega_prime, alpha_hat) in coefficients.items():
-        args = _method_args(ppo_args, experiment, name, omega_prime, alpha_hat, world.completion_length)
+        args = _method_args(ppo_args, experiment, name, omega_prime, alpha_hat, world)
         started = time.perf_counter()
         trainer = ResidualPPOTrainer(
             args, str(world.prior_model_dir), processing_class=world.tokenizer, train_dataset=world.prompt_dataset(), reward_funcs=world.reward_functions()
@@ -105,7 +109,8 @@ def run_toy_comparison(experiment: ToyExperimentArguments, ppo_args: ResidualPPO
                 "method": METHODS[name][0],
                 "omega_prime": omega_prime,
                 "alpha_hat": alpha_hat,
-                **{k: stats[k] for k in ("basic", "addon", "total", "kl_to_prior", "kl_to_target")},
+                **{k: stats[k] for k in ("basic", "addon", "total", "kl_to_prior", "kl_to_target", "off_support_mass")},
+                "kl_stderr": stats["kl_stderr"],  # 0 when exact (enumeration), else the Monte Carlo standard error
                 "kl_to_target_at_start": prior_row[f"kl_to_{name}_target"],
                 "train_seconds": time.perf_counter() - started,
                 "iterations": len(history),
@@ -114,14 +119,14 @@ def run_toy_comparison(experiment: ToyExperimentArguments, ppo_args: ResidualPPO
         histories[name] = history
     targets = {METHODS[name][1]: coefficients[name] for name in coefficients}  # one row per exact target
     for family, (omega_prime, alpha_hat) in targets.items():
-        target = world.evaluate_log_probs(world.exact_target_log_probs(omega_prime, alpha_hat), omega_prime, alpha_hat)
+        target = world.exact_policy_statistics(omega_prime, alpha_hat)  # dynamic programming, any V and L
         label = METHODS[family][0]
         rows.append(
             {
                 "method": f"target: {label}",
                 "omega_prime": omega_prime,
                 "alpha_hat": alpha_hat,
-                **{k: target[k] for k in ("basic", "addon", "total", "kl_to_prior")},
+                **{k: target[k] for k in ("basic", "addon", "total", "kl_to_prior", "off_support_mass")},
                 "kl_to_target": 0.0,
             }
         )
@@ -131,15 +136,19 @@ def run_toy_comparison(experiment: ToyExperimentArguments, ppo_args: ResidualPPO
         "world_facts": {
             "prompts": world.prompts,
             "target_words": [world.words[i] for i in world.target_words],
-            "prior_kl_to_exact_prior (floor)": world.info.get("prior_kl_to_exact_prior"),
+            "prior_kl_to_exact_prior (floor)": prior_row["kl_to_prior"],
+            "suppressed_token_ids": world.special_token_ids,
+            "greedy_optimum_mass_on_special_tokens_without_suppression": (
+                world.greedy_mass_on_special_tokens(coefficients["greedy"][1]) if "greedy" in coefficients else None
+            ),
             "directory": str(world.directory),
         },
         "histories": histories,
     }
 
 
-def _method_args(ppo_args, experiment, name, omega_prime, alpha_hat, completion_length) -> ResidualPPOConfig:
-    """The shared PPO settings with this method's (ω', α̂) and estimator.
+def _method_args(ppo_args, experiment, name, omega_prime, alpha_hat, world: ToyWorld) -> ResidualPPOConfig:
+    """The shared PPO settings with this method's (ω', α̂) and estimator, ``<pad>`` / ``<eos>`` suppressed.
 
     RLOO / GRPO rows roll out as many completions per iteration as PPO's (``group_num_generations`` per
     prompt) and take TRL's defaults for their estimator: no advantage whitening.
@@ -153,7 +162,8 @@ def _method_args(ppo_args, experiment, name, omega_prime, alpha_hat, completion_
         omega_prime=omega_prime,
         alpha_hat=alpha_hat,
         kl_coef=None,
-        response_length=completion_length,
+        response_length=world.completion_length,
+        suppress_token_ids=world.special_token_ids,  # one support: the targets' content-only completions
         output_dir=str(Path(ppo_args.output_dir) / name),
         advantage_estimator=estimator,
         **group,
@@ -161,7 +171,9 @@ def _method_args(ppo_args, experiment, name, omega_prime, alpha_hat, completion_
 
 
 COLUMNS = [("method", "method"), ("omega_prime", "ω'"), ("alpha_hat", "α̂"), ("basic", "basic r"), ("addon", "add-on r_R"),
-           ("total", "total"), ("kl_to_target", "KL(π‖own target)"), ("kl_to_target_at_start", "same, prior"), ("kl_to_prior", "KL(π‖exact prior)")]
+           ("total", "total"), ("kl_to_target", "KL(π‖own target)"), ("kl_stderr", "± s.e."),
+           ("kl_to_target_at_start", "same, prior"), ("kl_to_prior", "KL(π‖exact prior)"),
+           ("off_support_mass", "raw mass off support")]
 
 
 def print_results(rows: list[dict], title: str) -> None:
@@ -176,7 +188,10 @@ def write_results(result: dict, results_dir: str | Path, name: str, facts: dict)
         "# Residual PPO on the toy token world",
         "",
         "Each method starts from the distilled prior and optimizes the add-on reward r_R with its own (ω', α̂);",
-        "KL is to that method's exact target π* ∝ π_prior^(ω'/α̂)·exp(r_R/α̂) (exact enumeration).",
+        "KL is to that method's exact target π* ∝ π_prior^(ω'/α̂)·exp(r_R/α̂) (exact: enumeration for the",
+        "trained models, dynamic programming for the target rows). Every method samples and scores with",
+        "<pad>/<eos> suppressed, the targets' support (content-only completions); \"raw mass off support\" is",
+        "what the unsuppressed model would give to completions with <pad>/<eos>. See docs/toy_world.md.",
         "Residual RLOO / GRPO: Residual's (ω', α̂) and target, no critic, the same completions per iteration",
         "(k per prompt); see docs/llm_critic_free.md.",
         "",

@@ -18,9 +18,17 @@ a sequence-level Gibbs distribution and the target of Residual PG (SPEC §1, pap
 — the soft-optimal policy of (ω'/α)·r + r_R at temperature α̂. Because r_R looks at the whole
 completion, the per-token target is computed on an augmented state (last word, set of target
 words mentioned so far) with :func:`rpg.maxent.rpg_target`; tests check that it equals the
-sequence-level formula. Evaluation of a model is exact by enumerating all V^L completions (one
-forward pass over the V^(L−1) prefixes per prompt), or Monte Carlo with a standard error when V^L
-is too large.
+sequence-level formula. Everything about the exact prior and targets is dynamic programming over
+(position, last word, words mentioned) with O(L·V²·2^K) work: per-token log-policies, log Z
+(:meth:`ToyWorld.log_partition`), the log-density of any completion (:meth:`ToyWorld.exact_log_probs`)
+and expected rewards / KL to the prior (:meth:`ToyWorld.exact_policy_statistics`) — so V = 256 words
+and L = 32 tokens work. Evaluation of a *model* is exact by enumerating all V^L completions (small
+worlds), or Monte Carlo over its own samples scored with exact log-densities, with standard errors.
+
+Support: targets live on content-only completions (L words). The toy PPO job suppresses ``<pad>`` and
+``<eos>`` when it samples and scores (``suppress_token_ids``), and :meth:`ToyWorld.evaluate` scores the
+same suppressed law, reporting as ``off_support_mass`` what the raw model would put outside
+(docs/toy_world.md).
 """
 
 from __future__ import annotations
@@ -39,7 +47,7 @@ from typing import Callable
 
 import torch
 
-from rpg.maxent import SoftSolution, rpg_target, soft_value_iteration
+from rpg.maxent import SoftSolution, rpg_target, soft_value_iteration, state_distributions
 from rpg_llm.toy.tiny_llama import TOY_SPECIAL_TOKENS, tiny_llama_config, word_tokenizer
 
 __all__ = ["ToyWorldConfig", "ToyWorldArguments", "ToyWorld", "default_cache_dir"]
@@ -49,6 +57,17 @@ _WORDS = (
     "sun", "moon", "rain", "snow", "tree", "leaf", "rock", "sand",
     "bell", "drum", "harp", "horn", "ship", "road", "hill", "lake",
 )
+MAX_VOCAB_SIZE = 256
+
+
+def _word_list(vocab_size: int) -> list[str]:
+    """The first ``vocab_size`` words: the 24 named ones, then made-up consonant–vowel–consonant words.
+
+    The first 24 never change, so worlds with V ≤ 24 (and their cached priors) stay what they were.
+    """
+    made_up = (c1 + v + c2 for c1 in "bdfgklmnprstvz" for v in "aeiou" for c2 in "bdgklmnprstxz")
+    words = list(_WORDS) + [w for w in made_up if w not in _WORDS]
+    return words[:vocab_size]
 
 
 def default_cache_dir() -> Path:
@@ -61,7 +80,7 @@ def default_cache_dir() -> Path:
 class ToyWorldConfig:
     """Everything that defines a toy world; its hash names the cache entry."""
 
-    vocab_size: int = field(default=8, metadata={"help": "number of content words V (≤ 24)"})
+    vocab_size: int = field(default=8, metadata={"help": f"number of content words V (≤ {MAX_VOCAB_SIZE})"})
     completion_length: int = field(default=4, metadata={"help": "tokens per completion L"})
     num_prompts: int = field(default=4, metadata={"help": "number of prompts"})
     prompt_length: int = field(default=2, metadata={"help": "words per prompt"})
@@ -79,8 +98,8 @@ class ToyWorldConfig:
     max_enumeration: int = field(default=200_000, metadata={"help": "evaluate exactly when V^L ≤ this"})
 
     def __post_init__(self) -> None:
-        if not 2 <= self.vocab_size <= len(_WORDS):
-            raise ValueError(f"vocab_size must be in [2, {len(_WORDS)}], got {self.vocab_size}")
+        if not 2 <= self.vocab_size <= MAX_VOCAB_SIZE:
+            raise ValueError(f"vocab_size must be in [2, {MAX_VOCAB_SIZE}], got {self.vocab_size}")
         for name in ("completion_length", "num_prompts", "prompt_length", "distill_batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -147,6 +166,7 @@ class ToyWorld:
         self.eos_token_id = tokenizer.eos_token_id
         self.prior = self._exact_prior()
         self._completions: torch.Tensor | None = None
+        self._targets: dict[tuple[float, float], SoftSolution] = {}
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -166,7 +186,7 @@ class ToyWorld:
             model = world._distill_prior(progress=progress)
             model.save_pretrained(staging / "prior_model")
             tokenizer.save_pretrained(staging / "prior_model")
-            floor = world.evaluate(model, omega_prime=config.alpha, alpha_hat=config.alpha)
+            floor = world.evaluate(model, omega_prime=config.alpha, alpha_hat=config.alpha, num_samples=1024)
             tables["info"] = {"prior_kl_to_exact_prior": floor["kl_to_prior"], "prior_off_support_mass": floor["off_support_mass"]}
             (staging / "world.json").write_text(
                 json.dumps({"config": dataclasses.asdict(config), "tables": tables}, indent=1)
@@ -192,7 +212,7 @@ class ToyWorld:
     @staticmethod
     def _make_tables(config: ToyWorldConfig) -> dict:
         g = torch.Generator().manual_seed(config.seed)
-        words = list(_WORDS[: config.vocab_size])
+        words = _word_list(config.vocab_size)
         bigram = torch.randn(config.vocab_size, config.vocab_size, generator=g, dtype=torch.float64) * config.fluency_scale
         prompt_words = torch.randint(config.vocab_size, (config.num_prompts, config.prompt_length), generator=g)
         target_words = torch.randperm(config.vocab_size, generator=g)[: config.num_target_words]
@@ -290,49 +310,82 @@ class ToyWorld:
         basic.__name__ = "toy_basic_reward"
         return [addon, basic] if include_basic else [addon]
 
-    # ------------------------------------------------------------------ exact solutions
+    # ------------------------------------------------------------------ exact solutions (dynamic programming)
     def _exact_prior(self) -> SoftSolution:
         """Max-entropy optimal policy of r at α on the token MDP (state = last word)."""
         V = self.vocab_size
-        transition = torch.zeros(V, V, V, dtype=torch.float64)
-        transition[:, torch.arange(V), torch.arange(V)] = 1.0  # next state = the word just said
-        return soft_value_iteration(self.bigram, transition, self.completion_length, self.config.alpha)
+        next_state = torch.arange(V).expand(V, V)  # next state = the word just said
+        return soft_value_iteration(self.bigram, next_state, self.completion_length, self.config.alpha)
+
+    def _target_bits(self) -> torch.Tensor:
+        """bit[w] = 2^k if w is the k-th target word, else 0 (the add-on state's update)."""
+        bit = torch.zeros(self.vocab_size, dtype=torch.long)
+        for k, word in enumerate(self.target_words):
+            bit[word] = 1 << k
+        return bit
 
     def _augmented_mdp(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """State = (last word, bitmask of target words mentioned): index word·2^K + mask.
 
-        Returns the transition [S, A, S], the add-on reward [L, S, A] (paid at the last step)
-        and the prior's log-policy lifted to [L, S, A].
+        Returns the next-state indices [S, A] (deterministic dynamics; no [S, A, S] table, so
+        V = 256 fits), the add-on reward [L, S, A] (paid at the last step) and the prior's
+        log-policy lifted to [L, S, A].
         """
         V, K, L = self.vocab_size, len(self.target_words), self.completion_length
         num_masks = 2**K
-        bit = torch.zeros(V, dtype=torch.long)
-        for k, word in enumerate(self.target_words):
-            bit[word] = 1 << k
         S = V * num_masks
         word_of = torch.arange(S) // num_masks
         mask_of = torch.arange(S) % num_masks
-        next_mask = mask_of.unsqueeze(-1) | bit.unsqueeze(0)  # [S, A]
+        next_mask = mask_of.unsqueeze(-1) | self._target_bits().unsqueeze(0)  # [S, A]
         next_state = torch.arange(V).unsqueeze(0) * num_masks + next_mask
-        transition = torch.zeros(S, V, S, dtype=torch.float64)
-        transition.scatter_(-1, next_state.unsqueeze(-1), 1.0)
         popcount = torch.tensor([bin(m).count("1") for m in range(num_masks)], dtype=torch.float64)
         addon = torch.zeros(L, S, V, dtype=torch.float64)
         addon[L - 1] = self.config.addon_scale * popcount[next_mask]
         prior_log_policy = self.prior.log_policy[:, word_of, :]  # [L, S, A]
-        return transition, addon, prior_log_policy
+        return next_state, addon, prior_log_policy
 
     def target_solution(self, omega_prime: float, alpha_hat: float) -> SoftSolution:
         """Per-token exact target of RPG with (ω', α̂), on the augmented state (rpg.maxent.rpg_target)."""
-        transition, addon, prior_log_policy = self._augmented_mdp()
-        return rpg_target(addon, prior_log_policy, transition, self.completion_length, omega_prime, alpha_hat)
+        key = (float(omega_prime), float(alpha_hat))
+        if key not in self._targets:
+            next_state, addon, prior_log_policy = self._augmented_mdp()
+            self._targets[key] = rpg_target(
+                addon, prior_log_policy, next_state, self.completion_length, omega_prime, alpha_hat
+            )
+        return self._targets[key]
+
+    def _initial_states(self, first_words: torch.Tensor, augmented: bool) -> torch.Tensor:
+        return first_words * 2 ** len(self.target_words) if augmented else first_words
+
+    def log_partition(self, omega_prime: float | None = None, alpha_hat: float | None = None) -> torch.Tensor:
+        """log Z(x) per prompt, [num_prompts], from the soft value at the first state (no enumeration).
+
+        Without coefficients, the prior's: log Σ_y exp(r(y)/α). With (ω', α̂), the target's:
+        log Σ_y π_prior(y|x)^(ω'/α̂)·exp(r_R(y)/α̂), since V_0 = α̂·log Σ_y exp(Σ_t reward_t/α̂) and the
+        augmented reward of eq. 8 sums to ω'·log π_prior(y|x) + r_R(y).
+        """
+        first = self._first_words()
+        if omega_prime is None or alpha_hat is None:
+            return self.prior.v[0, first] / self.config.alpha
+        return self.target_solution(omega_prime, alpha_hat).v[0, self._initial_states(first, True)] / alpha_hat
+
+    def exact_log_probs(
+        self, first_words: torch.Tensor, completions: torch.Tensor, omega_prime: float | None = None,
+        alpha_hat: float | None = None,
+    ) -> torch.Tensor:
+        """Exact log π_prior(y|x) (no coefficients) or log π*(y|x) of (ω', α̂) for content completions [N, L].
+
+        ``first_words`` [N] is each completion's last prompt word; cost O(N·L), for any V and L.
+        """
+        if omega_prime is None or alpha_hat is None:
+            return self._sequence_log_prob(self.prior.log_policy, first_words, completions, augmented=False)
+        solution = self.target_solution(omega_prime, alpha_hat)
+        return self._sequence_log_prob(solution.log_policy, first_words, completions, augmented=True)
 
     def _sequence_log_prob(self, log_policy: torch.Tensor, first_words: torch.Tensor, completions: torch.Tensor, augmented: bool) -> torch.Tensor:
         """Σ_t log π_t(y_t|s_t) for content completions [N, L] starting after ``first_words`` [N]."""
         num_masks = 2 ** len(self.target_words)
-        bit = torch.zeros(self.vocab_size, dtype=torch.long)
-        for k, word in enumerate(self.target_words):
-            bit[word] = 1 << k
+        bit = self._target_bits()
         word, mask = first_words, torch.zeros_like(first_words)
         total = torch.zeros(completions.shape[0], dtype=torch.float64)
         for t in range(completions.shape[1]):
@@ -342,14 +395,73 @@ class ToyWorld:
             word, mask = action, mask | bit[action]
         return total
 
+    def exact_policy_statistics(self, omega_prime: float | None = None, alpha_hat: float | None = None) -> dict:
+        """Expected basic / add-on / total reward and KL(π ‖ exact prior) of the exact prior or target.
+
+        Forward dynamic programming over the augmented states' marginals d_t(s)
+        (:func:`rpg.maxent.state_distributions`): exact, O(L·S·A), no enumeration.
+        """
+        next_state, addon, prior_log_policy = self._augmented_mdp()
+        target = omega_prime is not None and alpha_hat is not None
+        log_policy = self.target_solution(omega_prime, alpha_hat).log_policy if target else prior_log_policy
+        S = next_state.shape[0]
+        initial = torch.nn.functional.one_hot(self._initial_states(self._first_words(), True), S).double()
+        marginals = state_distributions(log_policy, next_state, initial)[:-1]  # [L, prompts, S]
+        policy = log_policy.exp()
+        word_of = torch.arange(S) // 2 ** len(self.target_words)
+        log_ratio = torch.where(policy > 0, log_policy - prior_log_policy, torch.zeros_like(policy))
+        per_state = {
+            "basic": (policy * self.bigram[word_of]).sum(-1),
+            "addon": (policy * addon).sum(-1),
+            "kl_to_prior": (policy * log_ratio).sum(-1),
+        }  # each [L, S]
+        result = {k: float(torch.einsum("tps,ts->p", marginals, v).mean()) for k, v in per_state.items()}
+        result["total"] = result["basic"] + result["addon"]
+        result.update(off_support_mass=0.0, method="exact (dynamic programming)")
+        return result
+
+    def greedy_mass_on_special_tokens(self, alpha_hat: float) -> float:
+        """Mass that the optimum of Greedy (ω' = 0) puts on completions with ``<pad>`` / ``<eos>`` when
+        they are not suppressed: what the content-only targets would hide (mean over prompts).
+
+        Without suppression PPO samples L tokens from V words, ``<pad>`` (dropped when the completion is
+        decoded, so it only skips a step) and ``<eos>`` (ends the completion). With ω' = 0 the optimum of
+        eq. 8 is π* ∝ exp(r_R(y)/α̂) over every distinct sampled sequence; solved on states (mentioned
+        targets, ended) with :func:`rpg.maxent.soft_value_iteration`, it is compared with the
+        content-only partition function :meth:`log_partition`.
+        """
+        if alpha_hat <= 0:
+            raise ValueError(f"alpha_hat must be > 0, got {alpha_hat}")
+        V, K, L = self.vocab_size, len(self.target_words), self.completion_length
+        num_masks = 2**K
+        pad, eos = V, V + 1  # actions: the V words, then <pad>, then <eos>
+        mask_of = torch.arange(2 * num_masks) % num_masks
+        ended = torch.arange(2 * num_masks) >= num_masks  # states num_masks.. : the completion has ended
+        words = mask_of.unsqueeze(-1) | self._target_bits().unsqueeze(0)  # [S, V]
+        next_state = torch.cat([words, mask_of.unsqueeze(-1), (mask_of + num_masks).unsqueeze(-1)], dim=-1)
+        next_state[ended] = torch.arange(2 * num_masks)[ended].unsqueeze(-1)  # an ended completion stays ended
+        allowed = ~ended.unsqueeze(-1).expand(-1, V + 2).clone()
+        allowed[ended, pad] = True  # after <eos> the sampler only writes padding, with probability 1
+        popcount = torch.tensor([bin(m).count("1") for m in range(num_masks)], dtype=torch.float64)
+        addon = torch.zeros(L, 2 * num_masks, V + 2, dtype=torch.float64)
+        addon[L - 1] = self.config.addon_scale * popcount[next_state % num_masks]
+        solution = soft_value_iteration(addon, next_state, L, alpha_hat, action_mask=allowed)
+        log_z_all = solution.v[0, 0] / alpha_hat  # the same for every prompt: r_R ignores the prompt
+        return float(1.0 - (self.log_partition(0.0, alpha_hat) - log_z_all).exp().mean())
+
+    # ------------------------------------------------------------------ exact enumeration (small worlds)
     def all_completions(self) -> torch.Tensor:
         """Every content completion [V^L, L] in lexicographic order (content indices)."""
         if self._completions is None:
+            self._check_enumerable()
             V, L = self.vocab_size, self.completion_length
-            if V**L > self.config.max_enumeration:
-                raise ValueError(f"V^L = {V ** L} completions exceed max_enumeration={self.config.max_enumeration}")
             self._completions = torch.tensor(list(itertools.product(range(V), repeat=L)), dtype=torch.long)
         return self._completions
+
+    def _check_enumerable(self) -> None:
+        count = self.vocab_size**self.completion_length
+        if count > self.config.max_enumeration:
+            raise ValueError(f"V^L = {count} completions exceed max_enumeration={self.config.max_enumeration}")
 
     def _first_words(self) -> torch.Tensor:
         return torch.tensor([row[-1] for row in self.prompt_words])
@@ -357,9 +469,7 @@ class ToyWorld:
     def exact_prior_log_probs(self) -> torch.Tensor:
         """log π_prior(y|x) of the exact prior, [num_prompts, V^L]."""
         ys = self.all_completions()
-        return torch.stack(
-            [self._sequence_log_prob(self.prior.log_policy, w.expand(len(ys)), ys, augmented=False) for w in self._first_words()]
-        )
+        return torch.stack([self.exact_log_probs(w.expand(len(ys)), ys) for w in self._first_words()])
 
     def exact_target_log_probs(self, omega_prime: float, alpha_hat: float) -> torch.Tensor:
         """log π*(y|x) of RPG's exact target for (ω', α̂), [num_prompts, V^L] (SPEC §1).
@@ -367,10 +477,8 @@ class ToyWorld:
         π* ∝ π_prior^(ω'/α̂)·exp(r_R/α̂), the soft-optimal policy of (ω'/α)·r + r_R at α̂.
         """
         ys = self.all_completions()
-        solution = self.target_solution(omega_prime, alpha_hat)
-        return torch.stack(
-            [self._sequence_log_prob(solution.log_policy, w.expand(len(ys)), ys, augmented=True) for w in self._first_words()]
-        )
+        first_words = self._first_words()
+        return torch.stack([self.exact_log_probs(w.expand(len(ys)), ys, omega_prime, alpha_hat) for w in first_words])
 
     def completion_rewards(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(basic, add-on) reward of every content completion for every prompt, [num_prompts, V^L]."""
@@ -383,33 +491,50 @@ class ToyWorld:
         return torch.stack(basic), torch.stack(addon)
 
     # ------------------------------------------------------------------ evaluation
-    @torch.no_grad()
-    def model_log_probs(self, model, batch_size: int = 4096) -> torch.Tensor:
+    @property
+    def special_token_ids(self) -> list[int]:
+        """``<pad>`` and ``<eos>``: outside the support of every target (completions are L content words)."""
+        return list(range(self.num_special))
+
+    def model_log_probs(self, model, batch_size: int = 4096, content_only: bool = False) -> torch.Tensor:
         """log πθ(y|x) of every content completion, [num_prompts, V^L], by one pass over prefixes.
 
-        A forward pass over the V^(L−1) prefixes gives, at each position, the next-token
-        distribution of every prefix of every completion; the last position covers all V endings.
+        ``content_only``: the law with ``<pad>`` / ``<eos>`` suppressed, each step's softmax renormalized
+        over the content words (what the toy PPO job samples and scores). Otherwise the raw model, whose
+        content completions then sum to less than one.
         """
+        return self._model_log_probs(model, batch_size)[1 if content_only else 0]
+
+    @torch.no_grad()
+    def _model_log_probs(self, model, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(raw, content-only) log-probs of every content completion; a forward pass over the V^(L−1)
+        prefixes gives every next-token distribution, the last position covers all V endings."""
+        self._check_enumerable()
         V, L, s = self.vocab_size, self.completion_length, self.num_special
         prefixes = torch.tensor(list(itertools.product(range(V), repeat=L - 1)), dtype=torch.long).reshape(-1, L - 1)
         device = next(model.parameters()).device
-        rows = []
+        raw_rows, content_rows = [], []
         for prompt in self.prompt_words:
             prompt_ids = torch.tensor(prompt) + s
-            chunks = []
+            raw_chunks, content_chunks = [], []
             for start in range(0, len(prefixes), batch_size):
                 prefix = prefixes[start : start + batch_size]
                 ids = torch.cat([prompt_ids.expand(len(prefix), -1), prefix + s], dim=-1).to(device)
-                logits = model(input_ids=ids).logits[:, len(prompt) - 1 :, :].float()
-                logp = torch.log_softmax(logits, dim=-1).double().cpu()  # [n, L, vocab]
-                steps = logp[:, : L - 1, :].gather(-1, (prefix + s).unsqueeze(-1)).squeeze(-1).sum(-1)  # [n]
-                last = logp[:, L - 1, s : s + V]  # [n, V]
-                chunks.append((steps.unsqueeze(-1) + last).reshape(-1))
-            rows.append(torch.cat(chunks))
-        return torch.stack(rows)
+                logits = model(input_ids=ids).logits[:, len(prompt) - 1 :, :].double().cpu()
+                for chunks, logp in ((raw_chunks, torch.log_softmax(logits, -1)[..., s : s + V]),
+                                     (content_chunks, torch.log_softmax(logits[..., s : s + V], -1))):
+                    steps = logp[:, : L - 1, :].gather(-1, prefix.unsqueeze(-1)).squeeze(-1).sum(-1)  # [n]
+                    chunks.append((steps.unsqueeze(-1) + logp[:, L - 1, :]).reshape(-1))
+            raw_rows.append(torch.cat(raw_chunks))
+            content_rows.append(torch.cat(content_chunks))
+        return torch.stack(raw_rows), torch.stack(content_rows)
 
     def evaluate_log_probs(self, log_probs: torch.Tensor, omega_prime: float | None = None, alpha_hat: float | None = None) -> dict:
-        """Expected rewards and KLs of a distribution over content completions given as log-probs."""
+        """Expected rewards and KLs of a distribution over content completions given as log-probs.
+
+        If ``log_probs`` sum to less than one (a raw model), the distribution is conditioned on content
+        completions and ``off_support_mass`` is what is missing.
+        """
         basic, addon = self.completion_rewards()
         mass = log_probs.exp().sum(-1)  # per prompt; < 1 if the model puts mass on special tokens
         conditional = log_probs - mass.log().unsqueeze(-1)
@@ -437,65 +562,84 @@ class ToyWorld:
         num_samples: int = 4096,
         exact: bool | None = None,
         seed: int = 0,
+        content_only: bool = True,
     ) -> dict:
         """Expected basic / add-on / total reward of ``model`` and KL(πθ ‖ exact target of (ω', α̂)).
 
-        Exact by enumeration when V^L ≤ ``max_enumeration`` (distribution conditioned on content
-        completions; ``off_support_mass`` is what the model gives to EOS/pad). Otherwise Monte
-        Carlo over ``num_samples`` completions, with ``kl_stderr`` the standard error of the KL.
-        Also returns ``kl_to_prior`` = KL(πθ ‖ exact prior) (for the prior model, the distillation floor).
+        ``content_only`` (default): πθ is the model with ``<pad>`` / ``<eos>`` suppressed — the law the toy
+        PPO job samples and scores (``suppress_token_ids``) — so its support is the targets' support;
+        ``off_support_mass`` is then the probability the *raw* model would give to a completion with a
+        special token (what the suppression removes). Otherwise πθ is the raw model conditioned on
+        content completions. Exact by enumeration when V^L ≤ ``max_enumeration``; otherwise Monte Carlo
+        over ``num_samples`` of the model's own completions scored with exact log-densities (unbiased;
+        ``*_stderr`` are standard errors). Also returns ``kl_to_prior`` = KL(πθ ‖ exact prior).
         """
+        if num_samples < 2:
+            raise ValueError(f"num_samples must be >= 2 (a standard error needs two), got {num_samples}")
         was_training = model.training
         model.eval()
         try:
             if exact is None:
                 exact = self.vocab_size**self.completion_length <= self.config.max_enumeration
             if exact:
-                return self.evaluate_log_probs(self.model_log_probs(model), omega_prime, alpha_hat)
-            return self._evaluate_monte_carlo(model, omega_prime, alpha_hat, num_samples, seed)
+                raw, content = self._model_log_probs(model, 4096)
+                result = self.evaluate_log_probs(content if content_only else raw, omega_prime, alpha_hat)
+                result["off_support_mass"] = float(1.0 - raw.exp().sum(-1).mean())
+                return result
+            return self._evaluate_monte_carlo(model, omega_prime, alpha_hat, num_samples, seed, content_only)
         finally:
             model.train(was_training)
 
     @torch.no_grad()
-    def _evaluate_monte_carlo(self, model, omega_prime: float, alpha_hat: float, num_samples: int, seed: int) -> dict:
+    def _evaluate_monte_carlo(
+        self, model, omega_prime: float, alpha_hat: float, num_samples: int, seed: int, content_only: bool
+    ) -> dict:
         from rpg_llm.ppo.sampling import sample_completions
 
         device = next(model.parameters()).device
         g = torch.Generator(device=device).manual_seed(seed)
-        per_prompt = max(1, num_samples // len(self.prompt_words))
-        solution = self.target_solution(omega_prime, alpha_hat)
+        per_prompt = max(2, num_samples // len(self.prompt_words))
+        suppress = self.special_token_ids if content_only else None
         stats = {k: [] for k in ("basic", "addon", "kl", "kl_prior", "on_support")}
         for row in self.prompt_words:
             prompt_ids = (torch.tensor(row) + self.num_special).expand(per_prompt, -1).to(device)
             out = sample_completions(
-                model, prompt_ids, torch.ones_like(prompt_ids), self.completion_length, self.eos_token_id, self.pad_token_id, g
+                model, prompt_ids, torch.ones_like(prompt_ids), self.completion_length, self.eos_token_id,
+                self.pad_token_id, g, suppress_token_ids=suppress,
             )
             ids = out.completion_ids.cpu()
             content = self._content(ids)
-            on_support = (content >= 0).all(-1)
+            if content_only:  # P_raw(all content) = E_suppressed[Π_t raw content mass at step t]
+                on_support = self._raw_content_log_mass(model, prompt_ids, out.completion_ids).exp()
+            else:
+                on_support = (content >= 0).all(-1).double()
+            keep = (content >= 0).all(-1)  # all of them when content_only
             seq_lp = out.logprobs.double().cpu().sum(-1)
             first = torch.full((per_prompt,), row[-1])
             ys = content.clamp_min(0)
-            target_lp = self._sequence_log_prob(solution.log_policy, first, ys, augmented=True)
-            prior_lp = self._sequence_log_prob(self.prior.log_policy, first, ys, augmented=False)
             stats["basic"].append(self.basic_reward(prompt_ids.cpu(), ids).double())
             stats["addon"].append(self.addon_reward(prompt_ids.cpu(), ids).double())
-            stats["kl"].append((seq_lp - target_lp)[on_support])
-            stats["kl_prior"].append((seq_lp - prior_lp)[on_support])
-            stats["on_support"].append(on_support.double())
+            stats["kl"].append((seq_lp - self.exact_log_probs(first, ys, omega_prime, alpha_hat))[keep])
+            stats["kl_prior"].append((seq_lp - self.exact_log_probs(first, ys))[keep])
+            stats["on_support"].append(on_support)
         cat = {k: torch.cat(v) for k, v in stats.items()}
-        kl = cat["kl"]
-        result = {
-            "basic": float(cat["basic"].mean()),
-            "addon": float(cat["addon"].mean()),
-            "kl_to_target": float(kl.mean()),
-            "kl_stderr": float(kl.std() / math.sqrt(max(len(kl), 1))) if len(kl) > 1 else float("nan"),
-            "kl_to_prior": float(cat["kl_prior"].mean()),
-            "off_support_mass": float(1.0 - cat["on_support"].mean()),
-            "method": f"monte_carlo (n={len(cat['on_support'])})",
-        }
+        result = {"method": f"monte_carlo (n={len(cat['on_support'])})",
+                  "off_support_mass": float(1.0 - cat["on_support"].mean())}
+        for name, key in (("basic", "basic"), ("addon", "addon"), ("kl_to_target", "kl"), ("kl_to_prior", "kl_prior")):
+            values = cat[key]
+            result[name] = float(values.mean())
+            result[f"{name}_stderr"] = float(values.std() / math.sqrt(len(values))) if len(values) > 1 else float("nan")
+        result["kl_stderr"] = result["kl_to_target_stderr"]
         result["total"] = result["basic"] + result["addon"]
         return result
+
+    def _raw_content_log_mass(self, model, prompt_ids: torch.Tensor, completion_ids: torch.Tensor) -> torch.Tensor:
+        """Σ_t log Σ_{content w} π_raw(w | prompt, y_<t), [N]: the raw model's log-probability of staying on
+        content words."""
+        s, V, P, L = self.num_special, self.vocab_size, prompt_ids.shape[1], completion_ids.shape[1]
+        logits = model(input_ids=torch.cat([prompt_ids, completion_ids], dim=-1)).logits[:, P - 1 : P + L - 1]
+        logp = torch.log_softmax(logits.double(), dim=-1)
+        return torch.logsumexp(logp[..., s : s + V], dim=-1).sum(-1).cpu()
 
     # ------------------------------------------------------------------ pretraining
     def _distill_prior(self, progress: bool = True):

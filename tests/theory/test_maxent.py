@@ -102,3 +102,31 @@ def test_bad_shapes_and_temperature():
         soft_value_iteration(basic, transition[:, :, :2], H, 1.0)
     with pytest.raises(ValueError, match="reward must be"):
         soft_value_iteration(basic, transition, H + 1, 1.0)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_next_state_indices_give_the_same_solution_as_the_one_hot_transition(seed):
+    # Deterministic dynamics as [S, A] indices (O(S·A) memory) must equal the dense [S, A, S] one-hot form.
+    g = torch.Generator().manual_seed(seed)
+    S, A, H = 6, 4, 5
+    next_state = torch.randint(S, (S, A), generator=g)
+    dense = torch.nn.functional.one_hot(next_state, S).double()
+    reward = torch.randn(H, S, A, generator=g, dtype=torch.float64)
+    prior = soft_value_iteration(torch.randn(S, A, generator=g, dtype=torch.float64), dense, H, 0.7)
+    a, b = soft_value_iteration(reward, next_state, H, 0.5), soft_value_iteration(reward, dense, H, 0.5)
+    torch.testing.assert_close(a.log_policy, b.log_policy, rtol=0, atol=1e-12)
+    torch.testing.assert_close(a.v, b.v, rtol=0, atol=1e-12)
+    ta = rpg_target(reward, prior.log_policy, next_state, H, 0.3, 0.4)
+    tb = rpg_target(reward, prior.log_policy, dense, H, 0.3, 0.4)
+    torch.testing.assert_close(ta.log_policy, tb.log_policy, rtol=0, atol=1e-12)
+    torch.testing.assert_close(
+        soft_policy_evaluation(ta.log_policy, reward, next_state, 0.4),
+        soft_policy_evaluation(ta.log_policy, reward, dense, 0.4), rtol=0, atol=1e-12,
+    )
+    initial = torch.softmax(torch.randn(2, S, generator=g, dtype=torch.float64), -1)  # a batch of initial laws
+    torch.testing.assert_close(
+        state_distributions(ta.log_policy, next_state, initial),
+        state_distributions(ta.log_policy, dense, initial), rtol=0, atol=1e-12,
+    )
+    with pytest.raises(ValueError, match="next-state indices"):
+        soft_value_iteration(reward, next_state + S, H, 0.5)

@@ -76,6 +76,22 @@ def test_first_ppo_ratio_is_exactly_one(world, tmp_path):
     torch.testing.assert_close(values[m], rollout["old_values"][m])
 
 
+def test_suppressed_tokens_are_never_sampled_and_every_log_prob_is_of_the_renormalized_law(world, tmp_path):
+    # One support: with <pad>/<eos> suppressed, rollouts are L content words, and the sampler's, the training
+    # forward's and the reference's log-probs are all of the law renormalized over the rest (kl_to_ref = 0 at start).
+    special = [world.pad_token_id, world.eos_token_id]
+    trainer = _trainer(world, _args(tmp_path, max_steps=1, suppress_token_ids=special))
+    rollout = trainer._rollout(trainer._prompt_batch(0), 0)
+    assert rollout["mask"].all() and not torch.isin(rollout["completion_ids"], torch.tensor(special)).any()
+    with torch.no_grad():
+        logits, _ = trainer.model(rollout["input_ids"], rollout["attention_mask"], rollout["position_ids"], 4)
+    content = logits.float().clone()
+    content[..., special] = float("-inf")
+    renormalized = torch.log_softmax(content, -1).gather(-1, rollout["completion_ids"].unsqueeze(-1)).squeeze(-1)
+    torch.testing.assert_close(rollout["old_logprobs"], renormalized, atol=1e-5, rtol=0)
+    assert abs(float(rollout["stats"]["objective/kl_to_ref"])) < 1e-5
+
+
 def test_lora_reference_is_the_base_model_with_adapters_off(world, tmp_path):
     from peft import LoraConfig
 
@@ -165,7 +181,8 @@ def test_bad_input_fails_in_one_line_before_training(world, tmp_path, case, matc
 @pytest.mark.parametrize(
     "overrides,match",
     [(dict(omega_prime=-0.1), "omega_prime"), (dict(alpha_hat=-1.0), "alpha_hat"), (dict(kl_coef=-0.5), "omega_prime"),
-     (dict(response_length=0), "response_length"), (dict(temperature=0.7), "temperature")],
+     (dict(response_length=0), "response_length"), (dict(temperature=0.7), "temperature"),
+     (dict(suppress_token_ids=[1, -1]), "suppress_token_ids")],
 )
 def test_bad_config_fails_in_one_line(tmp_path, overrides, match):
     with pytest.raises(ValueError, match=match) as error:

@@ -131,3 +131,95 @@ def test_large_worlds_fall_back_to_monte_carlo_with_a_standard_error(world, monk
     mc = world.evaluate(model, omega_prime=1.0, alpha_hat=0.5, num_samples=2000, seed=1)
     assert mc["method"].startswith("monte_carlo") and mc["kl_stderr"] > 0
     assert abs(mc["kl_to_target"] - exact["kl_to_target"]) < 4 * mc["kl_stderr"] + 0.02
+
+
+@pytest.mark.parametrize("omega_prime,alpha_hat", [(None, None), (0.5, 0.25), (0.0, 0.5), (1.5, 0.5)])
+def test_dynamic_programming_equals_enumeration(world, omega_prime, alpha_hat):
+    # log Z, log π(y) and the expected rewards / KL of the exact prior and targets, without enumeration.
+    _, addon = world.completion_rewards()
+    ys = world.all_completions()
+    first = world._first_words()[:, None, None].expand(-1, len(ys), 1)
+    previous = torch.cat([first, ys.expand(len(world.prompts), -1, -1)], -1)
+    basic = world.bigram[previous[..., :-1], previous[..., 1:]].sum(-1)  # r(y) in float64 (the reward API is float32)
+    prior = world.exact_prior_log_probs()
+    if omega_prime is None:
+        log_z, log_probs = torch.logsumexp(basic / world.config.alpha, -1), prior
+    else:
+        unnormalized = (omega_prime * prior + addon) / alpha_hat  # log[π_prior^(ω'/α̂)·exp(r_R/α̂)]
+        log_z = torch.logsumexp(unnormalized, -1)
+        log_probs = world.exact_target_log_probs(omega_prime, alpha_hat)
+        torch.testing.assert_close(log_probs, unnormalized - log_z.unsqueeze(-1), rtol=0, atol=1e-10)
+    torch.testing.assert_close(world.log_partition(omega_prime, alpha_hat), log_z, rtol=0, atol=1e-10)
+    picks = ys[[0, 7, 50, -1]]
+    for p, first in enumerate(world._first_words()):
+        direct = world.exact_log_probs(first.expand(len(picks)), picks, omega_prime, alpha_hat)
+        torch.testing.assert_close(direct, log_probs[p, [0, 7, 50, -1]], rtol=0, atol=1e-12)
+    by_dp = world.exact_policy_statistics(omega_prime, alpha_hat)
+    p = log_probs.exp()
+    by_enumeration = {"basic": (p * basic).sum(-1).mean(), "addon": (p * addon).sum(-1).mean(),
+                      "kl_to_prior": (p * (log_probs - prior)).sum(-1).mean()}
+    by_enumeration["total"] = by_enumeration["basic"] + by_enumeration["addon"]
+    for key in ("basic", "addon", "total", "kl_to_prior"):
+        assert by_dp[key] == pytest.approx(float(by_enumeration[key]), abs=1e-10), key
+
+
+def test_content_only_law_never_leaves_the_support_and_monte_carlo_agrees_within_three_standard_errors(world):
+    model = world.load_prior_model()
+    raw = world.model_log_probs(model)
+    content = world.model_log_probs(model, content_only=True)
+    torch.testing.assert_close(content.exp().sum(-1), torch.ones(len(world.prompts), dtype=content.dtype))
+    assert (raw.exp().sum(-1) < 1).all()  # the raw model does leave: that is the reported off-support mass
+    exact = world.evaluate(model, 0.5, 0.25)
+    assert exact["off_support_mass"] == pytest.approx(float(1 - raw.exp().sum(-1).mean()), abs=1e-12)
+    mc = world.evaluate(model, 0.5, 0.25, exact=False, num_samples=4000, seed=2)
+    for key in ("kl_to_target", "kl_to_prior", "basic", "addon"):
+        assert mc[f"{key}_stderr"] > 0
+        assert abs(mc[key] - exact[key]) < 3 * mc[f"{key}_stderr"], (key, mc[key], exact[key], mc[f"{key}_stderr"])
+    # E_suppressed[Π_t raw content mass] is unbiased for the raw model's content mass (a mean of values in [0, 1]).
+    assert abs(mc["off_support_mass"] - exact["off_support_mass"]) < 0.01
+
+
+def test_a_large_world_builds_and_evaluates_without_enumeration(tmp_path):
+    # V = 128 words, L = 24 tokens: 128^24 completions; the exact tables are dynamic programming.
+    config = ToyWorldConfig(vocab_size=128, completion_length=24, distill_steps=0, hidden_size=32, num_heads=2)
+    world = ToyWorld.build(config, tmp_path, progress=False)
+    assert len(set(world.words)) == 128
+    with pytest.raises(ValueError, match="max_enumeration"):
+        world.all_completions()
+    log_z = world.log_partition(0.5, 0.25)
+    assert torch.isfinite(log_z).all() and torch.isfinite(world.log_partition()).all()
+    stats = world.exact_policy_statistics(0.5, 0.25)
+    assert 0 < stats["addon"] <= config.addon_scale * config.num_target_words and stats["kl_to_prior"] > 0
+    # Log-densities of completions drawn from the exact target's per-token policy sum to its log-probability.
+    solution = world.target_solution(0.5, 0.25)
+    g = torch.Generator().manual_seed(0)
+    first = world._first_words()[:1].expand(8)
+    state, ys, log_p = first * 4, [], torch.zeros(8, dtype=torch.float64)
+    next_state, _, _ = world._augmented_mdp()
+    for t in range(config.completion_length):
+        action = torch.multinomial(solution.policy[t, state], 1, generator=g).squeeze(-1)
+        log_p += solution.log_policy[t, state, action]
+        ys.append(action)
+        state = next_state[state, action]
+    torch.testing.assert_close(world.exact_log_probs(first, torch.stack(ys, 1), 0.5, 0.25), log_p, rtol=0, atol=1e-9)
+    mc = world.evaluate(world.load_prior_model(), 0.5, 0.25, num_samples=64)
+    assert mc["method"].startswith("monte_carlo") and mc["kl_to_target_stderr"] > 0
+    assert 0 < mc["off_support_mass"] < 1  # an untrained model's raw law leaves the content words
+
+
+def test_greedy_mass_on_special_tokens_matches_enumerating_what_the_sampler_can_write(world):
+    # Every sequence of L tokens over words, <pad>, <eos>, cut after the first <eos> (the sampler pads the rest).
+    import itertools
+
+    V, L, alpha_hat = world.vocab_size, world.completion_length, 0.5
+    pad, eos = V, V + 1
+    targets = set(world.target_words)
+    weights = {}
+    for tokens in itertools.product(range(V + 2), repeat=L):
+        cut = tokens[: tokens.index(eos) + 1] if eos in tokens else tokens
+        mentioned = len({t for t in cut if t in targets})
+        weights[cut] = math.exp(world.config.addon_scale * mentioned / alpha_hat)
+    special = sum(w for seq, w in weights.items() if pad in seq or eos in seq)
+    expected = special / sum(weights.values())
+    assert world.greedy_mass_on_special_tokens(alpha_hat) == pytest.approx(expected, abs=1e-12)
+    assert 0.2 < expected < 0.9  # what the content-only target of Greedy hides
