@@ -1,4 +1,4 @@
-"""Preference pairs on the toy token world, with known ground truth (SPEC §3).
+"""Preference pairs on the toy token world, with known ground truth (docs/toy_world.md).
 
 Two completions of a prompt are drawn independently from the exact max-entropy prior; the
 preference between them is drawn from Bradley–Terry on the true add-on reward,

@@ -4,7 +4,7 @@ and with Residual RLOO / GRPO (the same (ω', α̂) as Residual PPO, no critic; 
 The token-domain twin of the paper's Table II: each method starts from the distilled prior and
 optimizes the add-on reward r_R ("mention these words") with its own (ω', α̂); each is scored on
 basic (fluency), add-on and total reward and on KL(πθ ‖ its exact target) — computable here
-because the prior's reward r is known (SPEC §1, §3).
+because the prior's reward r is known (docs/theory.md §2, docs/toy_world.md).
 
 One support: every method samples and scores with ``<pad>`` / ``<eos>`` suppressed (``suppress_token_ids``),
 so what PPO optimizes lives on the content-only completions its exact target is defined on; the table

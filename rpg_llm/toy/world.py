@@ -11,7 +11,7 @@ A seeded vocabulary of V content words, a handful of prompts, and completions of
   Llama ("pretraining") saved with its tokenizer and loadable by ``AutoModelForCausalLM``.
 
 Token dynamics are deterministic (the next state is the sequence so far), so the soft optimum is
-a sequence-level Gibbs distribution and the target of Residual PG (SPEC §1, paper eq. 2/8) is
+a sequence-level Gibbs distribution and the target of Residual PG (docs/theory.md §2, paper eq. 2/8) is
 
     π*(y|x) ∝ π_prior(y|x)^(ω'/α̂) · exp(r_R(y)/α̂)
 
@@ -472,7 +472,7 @@ class ToyWorld:
         return torch.stack([self.exact_log_probs(w.expand(len(ys)), ys) for w in self._first_words()])
 
     def exact_target_log_probs(self, omega_prime: float, alpha_hat: float) -> torch.Tensor:
-        """log π*(y|x) of RPG's exact target for (ω', α̂), [num_prompts, V^L] (SPEC §1).
+        """log π*(y|x) of RPG's exact target for (ω', α̂), [num_prompts, V^L] (docs/theory.md §2).
 
         π* ∝ π_prior^(ω'/α̂)·exp(r_R/α̂), the soft-optimal policy of (ω'/α)·r + r_R at α̂.
         """

@@ -1,6 +1,6 @@
 """Oracle tests: PPO on the toy world ends near the exact target of its own (ω', α̂).
 
-The exact target π* ∝ π_prior^(ω'/α̂)·exp(r_R/α̂) is known in closed form here (SPEC §1), so
+The exact target π* ∝ π_prior^(ω'/α̂)·exp(r_R/α̂) is known in closed form here (docs/theory.md §2), so
 the trainer is checked against ground truth, not against another trainer.
 """
 

@@ -32,7 +32,7 @@ def test_target_equals_sequence_formula_and_soft_optimum_of_scaled_r_plus_addon(
     # Sequence level: π* ∝ π_prior^(ω'/α̂) · exp(r_R/α̂).
     formula = torch.log_softmax((omega_prime * prior + addon) / alpha_hat, dim=-1)
     torch.testing.assert_close(target, formula)
-    # SPEC §1: the soft-optimal policy of (ω'/α)·r + r_R at temperature α̂, solved on the augmented MDP.
+    # docs/theory.md §2: the soft-optimal policy of (ω'/α)·r + r_R at temperature α̂, solved on the augmented MDP.
     transition, addon_table, _ = world._augmented_mdp()
     num_masks = 2 ** len(world.target_words)
     word_of = torch.arange(transition.shape[0]) // num_masks
