@@ -62,10 +62,12 @@ def sample_completions(
     eos_token_id: int | None,
     pad_token_id: int,
     generator: torch.Generator | None = None,
+    greedy: bool = False,
 ) -> Completions:
-    """Sample ``max_new_tokens`` tokens per row from ``model`` at temperature 1.
+    """Sample ``max_new_tokens`` tokens per row from ``model`` at temperature 1 (``greedy``: the argmax).
 
-    ``input_ids`` / ``attention_mask`` are left-padded prompts [B, P]. Rows stop at their first EOS;
+    ``input_ids`` / ``attention_mask`` are left-padded prompts [B, P]. Rows stop at their first
+    ``eos_token_id`` (the trainer's stop token; None: never stop, every row is ``max_new_tokens`` long);
     later positions hold ``pad_token_id`` with mask False, log-prob and entropy 0.
     """
     if max_new_tokens < 1:
@@ -83,7 +85,7 @@ def sample_completions(
     tokens, logprobs, entropies, masks = [], [], [], []
     for step in range(max_new_tokens):
         probs = torch.softmax(logits, dim=-1)
-        token = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+        token = probs.argmax(-1) if greedy else torch.multinomial(probs, 1, generator=generator).squeeze(-1)
         live = ~finished
         token = torch.where(live, token, torch.full_like(token, pad_token_id))
         logprobs.append(torch.where(live, selective_log_softmax(logits, token), torch.zeros_like(logits[:, 0])))

@@ -27,6 +27,7 @@ def _train(world, tmp_path, coefficients):
         output_dir=str(tmp_path / "out"), omega_prime=omega_prime, alpha_hat=alpha_hat, response_length=world.completion_length,
         per_device_train_batch_size=64, num_mini_batches=2, num_ppo_epochs=4, learning_rate=1e-3, lr_scheduler_type="constant",
         max_steps=40, vf_coef=0.5, lam=1.0, save_strategy="no", report_to=[], disable_tqdm=True, seed=0,
+        stop_token="eos",  # the embedded default job's setting (the toy world ends completions at EOS)
     )
     trainer = ResidualPPOTrainer(args, str(world.prior_model_dir), processing_class=world.tokenizer,
                                  train_dataset=world.prompt_dataset(), reward_funcs=world.reward_functions())
