@@ -30,7 +30,8 @@ def check_world_size(num_processes: int, command: str = "ppo") -> None:
     if world_size > 1 and num_processes == 1:
         raise ValueError(
             f"WORLD_SIZE={world_size} but this process sees 1 process (no process group: `accelerate launch "
-            f"--multi_gpu` on a machine without GPUs?); launch on CPUs with `{CPU_LAUNCH.format(n=world_size, command=command)}`"
+            f"--multi_gpu` on a machine without GPUs?); launch on CPUs with "
+            f"`{CPU_LAUNCH.format(n=world_size, command=command)}`"
             f", on GPUs with `{GPU_LAUNCH.format(n=world_size, command=command)}`"
         )
 
@@ -42,7 +43,9 @@ def _launch_options() -> tuple[set[str], set[str]]:
     actions = launch_command_parser()._actions
     options = {option for action in actions for option in action.option_strings}
     # store_true options (accelerate wraps argparse's action class, so ask the action, not its type)
-    flags = {option for action in actions if action.nargs == 0 and action.const is True for option in action.option_strings}
+    flags = {
+        option for action in actions if action.nargs == 0 and action.const is True for option in action.option_strings
+    }
     return options, flags
 
 

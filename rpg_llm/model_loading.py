@@ -43,7 +43,9 @@ def check_model_path(path, name: str) -> None:
     try:
         AutoConfig.from_pretrained(path)
     except Exception as error:  # OSError / ValueError / HF errors: one line, not a traceback
-        raise ValueError(f"{name}={path!s}: cannot load a model config ({type(error).__name__}: {str(error).splitlines()[0]})") from None
+        raise ValueError(
+            f"{name}={path!s}: cannot load a model config ({type(error).__name__}: {str(error).splitlines()[0]})"
+        ) from None
 
 
 def float32_init_kwargs(init: dict | None) -> dict:
@@ -94,4 +96,4 @@ def prepare_frozen_model(model, accelerator):
 def split_state_dict(state_dict: dict, prefix: str) -> dict:
     """The entries of ``state_dict`` under ``prefix.`` with the prefix removed."""
     start = prefix + "."
-    return {key[len(start):]: value for key, value in state_dict.items() if key.startswith(start)}
+    return {key[len(start) :]: value for key, value in state_dict.items() if key.startswith(start)}

@@ -26,8 +26,9 @@ def split_callbacks(callbacks) -> tuple[list, list]:
 class TrainerReporting:
     """The integrations of ``args.report_to`` plus user callbacks, fed like ``Trainer`` feeds them."""
 
-    def __init__(self, args, model, processing_class, optimizer, lr_scheduler, callbacks, is_main_process: bool,
-                 max_steps: int):
+    def __init__(
+        self, args, model, processing_class, optimizer, lr_scheduler, callbacks, is_main_process: bool, max_steps: int
+    ):
         from transformers.integrations import get_reporting_integration_callbacks
         from transformers.trainer_callback import CallbackHandler, TrainerControl, TrainerState
 

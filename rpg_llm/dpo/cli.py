@@ -169,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         (script, training_args, model_args, dataset_args, toy), launch_args, script_argv = parse_with_launch(argv)
         if launch_args:  # TRL's num_processes / accelerate_config: run this job under accelerate launch
-            return relaunch_with_accelerate(__name__ if __name__ != "__main__" else "rpg_llm.dpo.cli", launch_args, script_argv)
+            module = __name__ if __name__ != "__main__" else "rpg_llm.dpo.cli"
+            return relaunch_with_accelerate(module, launch_args, script_argv)
         if model_args.model_name_or_path is None:
             check_world_size(training_args.world_size, "dpo")
             job = None

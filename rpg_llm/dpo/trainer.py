@@ -35,7 +35,8 @@ def validate_preference_dataset(dataset: Any, split: str = "train_dataset", labe
     """Raise one clear ``ValueError`` for a dataset the preference losses cannot use.
 
     Needs ``chosen`` and ``rejected`` (``prompt`` is optional: TRL extracts a shared prefix); the label
-    column of the ``ce`` loss (``label_column``; None when no ``ce`` loss reads it), if present, must hold numbers in [0, 1]. Checked on the whole column for map-style
+    column of the ``ce`` loss (``label_column``; None when no ``ce`` loss reads it), if present, must hold
+    numbers in [0, 1]. Checked on the whole column for map-style
     datasets, on the first example for streaming ones (the loss re-checks every batch).
     """
     if dataset is None:

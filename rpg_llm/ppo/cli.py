@@ -130,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         (script, experiment, ppo_args, model_args), launch_args, script_argv = parse_with_launch(argv)
         if launch_args:  # TRL's num_processes / accelerate_config: run this job under accelerate launch
-            return relaunch_with_accelerate(__name__ if __name__ != "__main__" else "rpg_llm.ppo.cli", launch_args, script_argv)
+            module = __name__ if __name__ != "__main__" else "rpg_llm.ppo.cli"
+            return relaunch_with_accelerate(module, launch_args, script_argv)
         if model_args.model_name_or_path is None:
             return run_toy_job(experiment, ppo_args, argv)
         return run_model_job(script, ppo_args, model_args)

@@ -35,11 +35,13 @@ class ResidualPPOConfig(TrainingArguments):
         default=None, metadata={"help": "ω': weight of log π_ref in the per-token reward (default 0.05, or kl_coef)"}
     )
     alpha_hat: float | None = field(
-        default=None, metadata={"help": "α̂: weight of −log πθ, the entropy temperature of the result (default 0.05, or kl_coef)"}
+        default=None,
+        metadata={"help": "α̂: weight of −log πθ, the entropy temperature of the result (default 0.05, or kl_coef)"},
     )
     kl_coef: float | None = field(
         default=None,
-        metadata={"help": "β shorthand for classic KL-penalized RLHF: sets omega_prime = alpha_hat = β (give one or the other)"},
+        metadata={"help": "β shorthand for classic KL-penalized RLHF: sets omega_prime = alpha_hat = β "
+                  "(give it alone, or omega_prime and alpha_hat)"},
     )
     kl_estimator: str = field(
         default="k1",
@@ -52,23 +54,25 @@ class ResidualPPOConfig(TrainingArguments):
         default=1.0, metadata={"help": "sampling temperature; fixed to 1 (log πθ in the reward must be the sampling law)"}
     )
     total_episodes: int | None = field(
-        default=None, metadata={"help": "prompts to roll out in total (all processes); default: num_train_epochs × dataset size"}
+        default=None,
+        metadata={"help": "prompts to roll out in total (all processes); default: num_train_epochs × dataset size"},
     )
     stop_token: str | None = field(
         default=None,
-        metadata={"help": "'eos': completions stop at the tokenizer's EOS (sets stop_token_id). Unset, like stop_token_id: "
-                  "every completion is response_length tokens long (TRL's default)"},
+        metadata={"help": "'eos': completions stop at the tokenizer's EOS (sets stop_token_id). Unset, like "
+                  "stop_token_id: every completion is response_length tokens long (TRL's default)"},
     )
     stop_token_id: int | None = field(
-        default=None, metadata={"help": "completions stop at this token (kept, and masked after); exclusive with stop_token"}
+        default=None,
+        metadata={"help": "completions stop at this token (kept, and masked after); exclusive with stop_token"},
     )
     missing_eos_penalty: float | None = field(
         default=None, metadata={"help": "subtracted from r_R of every completion without an EOS token (TRL's penalty)"}
     )
     num_sample_generations: int = field(
         default=10,
-        metadata={"help": "times during training a table of greedy completions of eval_dataset prompts, with their r_R, "
-                  "is logged (0: never; needs an eval dataset)"},
+        metadata={"help": "times during training a table of greedy completions of eval_dataset prompts, with "
+                  "their r_R, is logged (0: never; needs an eval dataset)"},
     )
     ds3_gather_for_generation: bool = field(
         default=True,
@@ -102,7 +106,10 @@ class ResidualPPOConfig(TrainingArguments):
     )
     reward_weights: list[float] | None = field(default=None, metadata={"help": "weights of reward_funcs (default 1 each)"})
     model_init_kwargs: dict | str | None = field(
-        default=None, metadata={"help": "kwargs for every from_pretrained of policy/ref/critic (dtype, attn_implementation, revision, ...)"}
+        default=None,
+        metadata={"help": "kwargs for every from_pretrained of policy/ref/critic/reward model (dtype, "
+                  "attn_implementation, revision, trust_remote_code, ...); dtype defaults to float32 "
+                  "(mixed precision comes from bf16/fp16)"},
     )
     bf16: bool | None = field(default=None, metadata={"help": "bf16 mixed precision; default: on when the GPU supports it"})
 
@@ -146,8 +153,10 @@ class ResidualPPOConfig(TrainingArguments):
             conflicting = [f"{name}={getattr(self, name)}" for name in ("omega_prime", "alpha_hat")
                            if getattr(self, name) is not None and getattr(self, name) != self.kl_coef]
             if conflicting:
-                raise ValueError(f"kl_coef={self.kl_coef} sets omega_prime = alpha_hat = kl_coef but {', '.join(conflicting)} "
-                                 "was given too; give kl_coef alone or omega_prime and alpha_hat")
+                raise ValueError(
+                    f"kl_coef={self.kl_coef} sets omega_prime = alpha_hat = kl_coef but {', '.join(conflicting)} "
+                    "was given too; give kl_coef alone or omega_prime and alpha_hat"
+                )
             self.omega_prime = self.alpha_hat = self.kl_coef
         self.omega_prime = 0.05 if self.omega_prime is None else self.omega_prime
         self.alpha_hat = 0.05 if self.alpha_hat is None else self.alpha_hat
@@ -156,12 +165,17 @@ class ResidualPPOConfig(TrainingArguments):
         if self.kl_estimator not in ("k1", "k3"):
             raise ValueError(f"kl_estimator must be 'k1' or 'k3', got {self.kl_estimator!r}")
         if self.stop_token is not None and self.stop_token != "eos":
-            raise ValueError(f"stop_token must be 'eos' or unset, got {self.stop_token!r} (a token id goes in stop_token_id)")
+            raise ValueError(
+                f"stop_token must be 'eos' or unset, got {self.stop_token!r} (a token id goes in stop_token_id)"
+            )
         if self.stop_token is not None and self.stop_token_id is not None:
-            raise ValueError(f"give stop_token or stop_token_id, not both (got {self.stop_token!r} and {self.stop_token_id})")
+            raise ValueError(
+                f"give stop_token or stop_token_id, not both (got {self.stop_token!r} and {self.stop_token_id})"
+            )
         if self.stop_token_id is not None and self.stop_token_id < 0:
             raise ValueError(f"stop_token_id must be a token id >= 0, got {self.stop_token_id}")
-        if self.missing_eos_penalty is not None and not (math.isfinite(self.missing_eos_penalty) and self.missing_eos_penalty >= 0):
+        penalty = self.missing_eos_penalty
+        if penalty is not None and not (math.isfinite(penalty) and penalty >= 0):
             raise ValueError(f"missing_eos_penalty must be a finite number >= 0, got {self.missing_eos_penalty}")
         if self.num_sample_generations < 0:
             raise ValueError(f"num_sample_generations must be >= 0, got {self.num_sample_generations}")
@@ -179,14 +193,18 @@ class ResidualPPOConfig(TrainingArguments):
         get_reporting_integration_callbacks(self.report_to)  # ValueError naming an unknown integration
         for name in ("logging_steps", "save_steps"):
             if not (math.isfinite(getattr(self, name)) and getattr(self, name) > 0):
-                raise ValueError(f"{name} must be > 0 (an iteration count, or a fraction < 1 of all iterations), got {getattr(self, name)}")
+                raise ValueError(
+                    f"{name} must be > 0 (an iteration count, or a fraction < 1 of all iterations), "
+                    f"got {getattr(self, name)}"
+                )
         import torch
         from transformers import Trainer, get_scheduler
 
         try:
             Trainer.get_optimizer_cls_and_kwargs(self)
         except (ValueError, ImportError) as error:
-            raise ValueError(f"optim={getattr(self.optim, 'value', self.optim)}: {str(error).splitlines()[0]}") from None
+            optim = getattr(self.optim, "value", self.optim)
+            raise ValueError(f"optim={optim}: {str(error).splitlines()[0]}") from None
         probe = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
         try:
             get_scheduler(self.lr_scheduler_type, probe, num_warmup_steps=0, num_training_steps=10,

@@ -67,7 +67,7 @@ class CausalLMCritic(nn.Module):
         return critic
 
     def save_pretrained(self, path: str | Path, state_dict: dict | None = None) -> None:
-        """Trunk (``save_pretrained``) and ``value_head.pt``; ``state_dict`` is a gathered full state (ZeRO-3 / FSDP)."""
+        """Trunk (``save_pretrained``) and ``value_head.pt``; ``state_dict``: a gathered full state (ZeRO-3 / FSDP)."""
         from rpg_llm.model_loading import split_state_dict
 
         path = Path(path)

@@ -73,7 +73,9 @@ class FunctionRewards:
                 raise ValueError(f"reward function {name} returned {len(scores)} scores for {len(completions)} completions")
             if not torch.isfinite(scores).all():
                 bad = scores[~torch.isfinite(scores)][0].item()
-                raise ValueError(f"reward function {name} returned {bad} (None/NaN/±inf); every completion needs a finite score")
+                raise ValueError(
+                    f"reward function {name} returned {bad} (None/NaN/±inf); every completion needs a finite score"
+                )
             parts[name] = scores
             total += weight * scores
         return total, parts
@@ -97,7 +99,8 @@ class RewardModelScorer:
     @classmethod
     def from_pretrained(cls, path: str, **kwargs) -> "RewardModelScorer":
         """Model and tokenizer from ``path``; ``kwargs`` (the trainer's ``model_init_kwargs``: revision, dtype,
-        trust_remote_code, ...) reach the model's ``from_pretrained``, revision and trust_remote_code the tokenizer's."""
+        trust_remote_code, ...) reach the model's ``from_pretrained``, revision and trust_remote_code the
+        tokenizer's."""
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         tokenizer_kwargs = {key: kwargs[key] for key in ("revision", "trust_remote_code", "token") if key in kwargs}
@@ -125,6 +128,9 @@ class RewardModelScorer:
         total = torch.cat(scores)
         if not torch.isfinite(total).all():
             bad = total[~torch.isfinite(total)][0].item()
-            raise ValueError(f"the reward model returned {bad} for {int((~torch.isfinite(total)).sum())} completion(s); "
-                             "r_R must be finite (check its weights and dtype)")
+            count = int((~torch.isfinite(total)).sum())
+            raise ValueError(
+                f"the reward model returned {bad} for {count} completion(s); r_R must be finite "
+                "(check its weights and dtype)"
+            )
         return total, {"reward_model": total}

@@ -227,7 +227,8 @@ class ResidualPPOTrainer:
         """r_R from a sequence-classification model (a path, loaded with ``model_init_kwargs``, or an object with its
         tokenizer)."""
         if isinstance(reward_model, (str, os.PathLike)):
-            self.reward_source = RewardModelScorer.from_pretrained(reward_model, **float32_init_kwargs(self.args.model_init_kwargs))
+            init = float32_init_kwargs(self.args.model_init_kwargs)
+            self.reward_source = RewardModelScorer.from_pretrained(reward_model, **init)
         else:
             self.reward_source = RewardModelScorer(reward_model, reward_processing_class)
 
@@ -360,7 +361,8 @@ class ResidualPPOTrainer:
             policy.eval()
             with self.accelerator.autocast():
                 sampled = sample_completions(
-                    policy, prompt_ids, prompt_mask, args.response_length, self.stop_token_id, self.tokenizer.pad_token_id, g
+                    policy, prompt_ids, prompt_mask, args.response_length, self.stop_token_id,
+                    self.tokenizer.pad_token_id, g,
                 )
             completion_ids, mask = sampled.completion_ids, sampled.completion_mask
             input_ids = torch.cat([prompt_ids, completion_ids], dim=1)
@@ -394,7 +396,9 @@ class ResidualPPOTrainer:
             "reward/omega_prime_logp_ref": (args.omega_prime * ref_logprobs * fmask).sum(-1).mean(),
             "reward/alpha_hat_logp_policy": (args.alpha_hat * sampled.logprobs * fmask).sum(-1).mean(),
             "reward/total": rewards.sum(-1).mean(),
-            "objective/kl_to_ref": (kl_estimate(sampled.logprobs, ref_logprobs, args.kl_estimator) * fmask).sum(-1).mean(),
+            "objective/kl_to_ref": (kl_estimate(sampled.logprobs, ref_logprobs, args.kl_estimator) * fmask)
+            .sum(-1)
+            .mean(),
             "objective/entropy": masked_mean(sampled.entropies, mask),
             "completion_length": fmask.sum(-1).mean(),
             "value/mean": masked_mean(values, mask),
@@ -414,7 +418,7 @@ class ResidualPPOTrainer:
             "stats": stats,
         }
 
-    def _addon_scores(self, columns: dict, completion_ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    def _addon_scores(self, columns: dict, completion_ids: torch.Tensor, mask: torch.Tensor) -> tuple:
         """r_R of each completion from the reward source, on text (and ids), TRL-style; minus
         ``missing_eos_penalty`` for completions without an EOS (TRL's rule)."""
         prompts = columns["prompt"]
@@ -423,8 +427,9 @@ class ResidualPPOTrainer:
         conversational = bool(prompts) and isinstance(prompts[0], list)
         completions = [[{"role": "assistant", "content": t}] for t in texts] if conversational else texts
         extra = {k: v for k, v in columns.items() if k != "prompt"}
+        ids_lists = [ids[m].tolist() for ids, m in zip(ids_cpu, mask_cpu)]
         addon_scores, addon_parts = self.reward_source(
-            prompts=prompts, completions=completions, completion_ids=[ids[m].tolist() for ids, m in zip(ids_cpu, mask_cpu)], **extra
+            prompts=prompts, completions=completions, completion_ids=ids_lists, **extra
         )
         addon_scores = addon_scores.to(completion_ids.device)
         if self.args.missing_eos_penalty is not None:
@@ -475,13 +480,16 @@ class ResidualPPOTrainer:
 
     # ------------------------------------------------------------------ loop
     def _interval(self, steps: float) -> int:
-        """``logging_steps`` / ``save_steps`` in iterations: a value < 1 is a fraction of all iterations (TRL's rule)."""
+        """``logging_steps`` / ``save_steps`` in iterations; a value < 1 is a fraction of all iterations (TRL)."""
         return max(1, math.ceil(self.num_iterations * steps)) if steps < 1 else int(steps)
 
     def _iteration_stats(self, rollout: dict, update: dict, started: float) -> dict:
         args, accelerator = self.args, self.accelerator
-        stats = {k: accelerator.reduce(v.detach().float().reshape(()), "mean").item() for k, v in rollout["stats"].items()}
-        stats.update({k: accelerator.reduce(torch.tensor(v, device=accelerator.device), "mean").item() for k, v in update.items()})
+        stats = {}
+        for k, v in rollout["stats"].items():
+            stats[k] = accelerator.reduce(v.detach().float().reshape(()), "mean").item()
+        for k, v in update.items():
+            stats[k] = accelerator.reduce(torch.tensor(v, device=accelerator.device), "mean").item()
         stats.update(
             iteration=self.iteration,
             episode=self.iteration * args.local_batch_size * accelerator.num_processes,
@@ -509,11 +517,13 @@ class ResidualPPOTrainer:
                 self.iteration += 1
                 stats = self._iteration_stats(rollout, update, started)
                 self.log_history.append(stats)
-                if args.logging_strategy != "no" and (self.iteration % logging_every == 0 or self.iteration == self.num_iterations):
+                is_logging_step = self.iteration % logging_every == 0 or self.iteration == self.num_iterations
+                if args.logging_strategy != "no" and is_logging_step:
                     self.reporting.log(self.iteration, {k: v for k, v in stats.items() if isinstance(v, (int, float))})
                     if progress is not None:
-                        progress[0].update(progress[1], description=(
-                            f"r_R {stats['reward/addon']:.3f}  KL {stats['objective/kl_to_ref']:.3f}  H {stats['objective/entropy']:.3f}"))
+                        summary = (f"r_R {stats['reward/addon']:.3f}  KL {stats['objective/kl_to_ref']:.3f}  "
+                                   f"H {stats['objective/entropy']:.3f}")
+                        progress[0].update(progress[1], description=summary)
                 if progress is not None:
                     progress[0].advance(progress[1])
                 if sampling_every is not None and (self.iteration - 1) % sampling_every == 0:
@@ -536,7 +546,8 @@ class ResidualPPOTrainer:
             return None
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        progress = Progress(TextColumn("[bold]PPO"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("{task.description}"))
+        columns = (TextColumn("[bold]PPO"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        progress = Progress(*columns, TextColumn("{task.description}"))
         progress.start()
         return progress, progress.add_task("", total=self.num_iterations, completed=self.iteration)
 
@@ -561,8 +572,8 @@ class ResidualPPOTrainer:
             unwrapped.policy.eval()
             with self.accelerator.autocast():
                 sampled = sample_completions(
-                    unwrapped.policy, batch["input_ids"].to(device), batch["attention_mask"].to(device), self.args.response_length,
-                    self.stop_token_id, self.tokenizer.pad_token_id, greedy=True,
+                    unwrapped.policy, batch["input_ids"].to(device), batch["attention_mask"].to(device),
+                    self.args.response_length, self.stop_token_id, self.tokenizer.pad_token_id, greedy=True,
                 )
             unwrapped.policy.train()
         scores, _ = self._addon_scores(batch["columns"], sampled.completion_ids, sampled.completion_mask)
@@ -665,7 +676,9 @@ def _check_inputs(
     elif reward_model is not None and reward_processing_class is None:
         raise ValueError("pass reward_processing_class (the reward model's tokenizer) with a reward model object")
     if peft_config is not None and (ref_model is not None or args.ref_model_path is not None):
-        raise ValueError("with LoRA the reference is the base model (adapters disabled); do not pass ref_model / ref_model_path")
+        raise ValueError(
+            "with LoRA the reference is the base model (adapters disabled); do not pass ref_model / ref_model_path"
+        )
 
 
 def _check_prompt_dataset(dataset, name: str) -> None:

@@ -46,7 +46,7 @@ REWARDS_MODULE = textwrap.dedent(
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     root = tmp_path_factory.mktemp("bad_inputs")
-    model = build_tiny_causal_lm(root / "model")
+    build_tiny_causal_lm(root / "model")
     (root / "rpg_bad_input_rewards.py").write_text(REWARDS_MODULE)
     prompts = root / "prompts.jsonl"
     prompts.write_text("".join(json.dumps({"prompt": f"w{i} w{i + 1}"}) + "\n" for i in range(4)))
@@ -60,8 +60,16 @@ def files(tmp_path_factory):
     from transformers import LlamaConfig, LlamaForSequenceClassification
 
     tokenizer = word_tokenizer([f"w{i}" for i in range(16)], SPECIAL_TOKENS)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                         num_attention_heads=2, num_key_value_heads=2, num_labels=1, pad_token_id=tokenizer.pad_token_id)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        num_labels=1,
+        pad_token_id=tokenizer.pad_token_id,
+    )
     nan_reward_model = LlamaForSequenceClassification(config)
     with torch.no_grad():
         nan_reward_model.score.weight.fill_(float("nan"))
@@ -79,9 +87,28 @@ def files(tmp_path_factory):
 
 
 def ppo_flags(files, *extra, reward=("--reward_funcs", "rpg_bad_input_rewards:good")):
-    return ["--model_name_or_path", str(files / "model"), "--dataset_name", str(files / "prompts.jsonl"), *reward,
-            "--output_dir", str(files / "ppo_out"), "--response_length", "3", "--per_device_train_batch_size", "2",
-            "--max_steps", "1", "--num_ppo_epochs", "1", "--disable_tqdm", "true", "--report_to", "none", *extra]
+    return [
+        "--model_name_or_path",
+        str(files / "model"),
+        "--dataset_name",
+        str(files / "prompts.jsonl"),
+        *reward,
+        "--output_dir",
+        str(files / "ppo_out"),
+        "--response_length",
+        "3",
+        "--per_device_train_batch_size",
+        "2",
+        "--max_steps",
+        "1",
+        "--num_ppo_epochs",
+        "1",
+        "--disable_tqdm",
+        "true",
+        "--report_to",
+        "none",
+        *extra,
+    ]
 
 
 # (id, extra flags or a function of the files directory, expected part of the error line)
@@ -126,24 +153,51 @@ PPO_CASES = [
     ("reward_weights", ["--reward_weights", "1", "2"], "reward_weights must have one weight per entry"),
     ("unknown_flag", ["--per_device_batch_size", "4"], "unknown argument(s) ['--per_device_batch_size'"),
     ("ref_path_missing", ["--ref_model_path", "./no/such/ref"], "ref_model_path=./no/such/ref: no such model"),
-    ("value_path_missing", ["--value_model_path", "./no/such/critic"], "value_model_path=./no/such/critic: no such model"),
-    ("lora_with_ref", lambda f: ["--use_peft", "--ref_model_path", str(f / "model")], "with LoRA the reference is the base"),
-    ("model_missing", lambda f: ["--model_name_or_path", "./no/such/model"], "model_name_or_path=./no/such/model: no such"),
+    (
+        "value_path_missing",
+        ["--value_model_path", "./no/such/critic"],
+        "value_model_path=./no/such/critic: no such model",
+    ),
+    (
+        "lora_with_ref",
+        lambda f: ["--use_peft", "--ref_model_path", str(f / "model")],
+        "with LoRA the reference is the base",
+    ),
+    (
+        "model_missing",
+        lambda f: ["--model_name_or_path", "./no/such/model"],
+        "model_name_or_path=./no/such/model: no such",
+    ),
     ("model_no_config", lambda f: ["--model_name_or_path", str(f / "not_a_model")], "directory without config.json"),
     ("reward_model_missing", ["__reward__", "--reward_model_path", "./no/such/rm"], "reward_model_path=./no/such/rm"),
     ("no_reward_source", ["__reward__"], "give exactly one reward source"),
     ("two_reward_sources", lambda f: ["--reward_model_path", str(f / "nan_rm")], "give exactly one reward source"),
-    ("reward_not_importable", ["__reward__", "--reward_funcs", "no_such_module_rpg:f"], "cannot import reward function"),
+    (
+        "reward_not_importable",
+        ["__reward__", "--reward_funcs", "no_such_module_rpg:f"],
+        "cannot import reward function",
+    ),
     ("reward_malformed", ["__reward__", "--reward_funcs", "math"], "must be written 'module:function'"),
-    ("reward_signature", ["__reward__", "--reward_funcs", "rpg_bad_input_rewards:wrong_signature"],
-     "reward function wrong_signature(completions) cannot be called"),
+    (
+        "reward_signature",
+        ["__reward__", "--reward_funcs", "rpg_bad_input_rewards:wrong_signature"],
+        "reward function wrong_signature(completions) cannot be called",
+    ),
     ("reward_inf", ["__reward__", "--reward_funcs", "rpg_bad_input_rewards:returns_inf"], "returned inf"),
     ("reward_minus_inf", ["__reward__", "--reward_funcs", "rpg_bad_input_rewards:returns_minus_inf"], "returned -inf"),
     ("reward_nan", ["__reward__", "--reward_funcs", "rpg_bad_input_rewards:returns_nan"], "returned nan"),
-    ("reward_model_nan", lambda f: ["__reward__", "--reward_model_path", str(f / "nan_rm")], "the reward model returned nan"),
+    (
+        "reward_model_nan",
+        lambda f: ["__reward__", "--reward_model_path", str(f / "nan_rm")],
+        "the reward model returned nan",
+    ),
     ("no_dataset", ["--dataset_name", ""], "--dataset_name is required"),
     ("dataset_missing", ["--dataset_name", "./no/such/prompts.jsonl"], "cannot load dataset './no/such/prompts.jsonl'"),
-    ("dataset_extension", lambda f: ["--dataset_name", str(f / "prompts.txt")], "must be .json, .jsonl, .csv or .parquet"),
+    (
+        "dataset_extension",
+        lambda f: ["--dataset_name", str(f / "prompts.txt")],
+        "must be .json, .jsonl, .csv or .parquet",
+    ),
     ("dataset_no_prompt", lambda f: ["--dataset_name", str(f / "no_prompt.jsonl")], "needs a 'prompt' column"),
 ]
 
@@ -184,9 +238,25 @@ def test_rpg_ppo_refuses_a_launch_that_did_not_start_a_process_group(files, caps
 
 
 def dpo_flags(files, *extra, data="pairs.jsonl"):
-    return ["--model_name_or_path", str(files / "model"), "--dataset_name", str(files / data), "--output_dir",
-            str(files / "dpo_out"), "--max_steps", "1", "--per_device_train_batch_size", "4", "--report_to", "none",
-            "--save_strategy", "no", "--disable_tqdm", "true", *extra]
+    return [
+        "--model_name_or_path",
+        str(files / "model"),
+        "--dataset_name",
+        str(files / data),
+        "--output_dir",
+        str(files / "dpo_out"),
+        "--max_steps",
+        "1",
+        "--per_device_train_batch_size",
+        "4",
+        "--report_to",
+        "none",
+        "--save_strategy",
+        "no",
+        "--disable_tqdm",
+        "true",
+        *extra,
+    ]
 
 
 DPO_CASES = [
@@ -203,13 +273,25 @@ DPO_CASES = [
     ("f_divergence", ["--loss", "decoupled", "--f_divergence_type", "js_divergence"], "f_divergence_type"),
     ("weighting", ["--loss", "decoupled", "--use_weighting", "true"], "use_weighting (WPO) is not supported"),
     ("unknown_flag", ["--per_device_batch_size", "4"], "unknown argument(s) ['--per_device_batch_size'"),
-    ("model_missing", lambda f: ["--model_name_or_path", "./no/such/model"], "model_name_or_path=./no/such/model: no such"),
+    (
+        "model_missing",
+        lambda f: ["--model_name_or_path", "./no/such/model"],
+        "model_name_or_path=./no/such/model: no such",
+    ),
     ("model_no_config", lambda f: ["--model_name_or_path", str(f / "not_a_model")], "directory without config.json"),
-    ("dataset_extension", lambda f: ["--dataset_name", str(f / "prompts.txt")], "must be .json, .jsonl, .csv or .parquet"),
+    (
+        "dataset_extension",
+        lambda f: ["--dataset_name", str(f / "prompts.txt")],
+        "must be .json, .jsonl, .csv or .parquet",
+    ),
     ("dataset_missing", ["--dataset_name", "./no/such/pairs.jsonl"], "cannot load dataset"),
     ("no_rejected", lambda f: ["--dataset_name", str(f / "pairs_no_rejected.jsonl")], "lacks column(s) ['rejected']"),
     ("ce_label_2", lambda f: ["--dataset_name", str(f / "pairs_label_2.jsonl"), "--loss", "ce"], "must lie in [0, 1]"),
-    ("ce_label_nan", lambda f: ["--dataset_name", str(f / "pairs_label_nan.jsonl"), "--loss", "ce"], "must lie in [0, 1]"),
+    (
+        "ce_label_nan",
+        lambda f: ["--dataset_name", str(f / "pairs_label_nan.jsonl"), "--loss", "ce"],
+        "must lie in [0, 1]",
+    ),
     ("no_test_split", ["--eval_strategy", "steps", "--eval_steps", "1"], "needs split 'test'"),
     ("loss_weights", ["--loss", "sigmoid", "--loss_weights", "1", "2"], "`loss_weights` must have the same length"),
     ("optim", ["--optim", "not_an_optimizer"], "invalid choice: 'not_an_optimizer'"),
@@ -249,8 +331,14 @@ def test_the_table_has_40_plus_cases():
 )
 def test_end_to_end_exit_code_2(command, argv, message, tmp_path):
     env = dict(os.environ, PYTHONPATH=os.getcwd(), OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
-    run = subprocess.run([sys.executable, "-m", "rpg.cli", command, *argv, "--output_dir", str(tmp_path / "o")],
-                         capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
+    run = subprocess.run(
+        [sys.executable, "-m", "rpg.cli", command, *argv, "--output_dir", str(tmp_path / "o")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        cwd=tmp_path,
+    )
     lines = run.stderr.strip().splitlines()
     assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr[-2000:]
     assert lines[-1].startswith(f"rpg {command}: error: ") and message in lines[-1]

@@ -48,10 +48,24 @@ def test_main_relaunches_itself_under_accelerate(cli, module, tmp_path, monkeypa
     import accelerate.commands.launch
 
     monkeypatch.setattr(accelerate.commands.launch, "launch_command", fake_launch)
-    argv = ["--num_processes", "2", "--accelerate_config", "multi_gpu", "--max_steps", "3", "--output_dir", str(tmp_path)]
+    argv = [
+        "--num_processes",
+        "2",
+        "--accelerate_config",
+        "multi_gpu",
+        "--max_steps",
+        "3",
+        "--output_dir",
+        str(tmp_path),
+    ]
     assert cli.main(argv) == 0
     assert (seen["num_processes"], seen["config_file"], seen["module"]) == (2, MULTI_GPU, True)
-    assert seen["training_script"] == module and seen["training_script_args"] == ["--max_steps", "3", "--output_dir", str(tmp_path)]
+    assert seen["training_script"] == module and seen["training_script_args"] == [
+        "--max_steps",
+        "3",
+        "--output_dir",
+        str(tmp_path),
+    ]
     assert seen["launched_env"] == "1" and LAUNCHED_ENV not in os.environ
 
 
@@ -73,15 +87,38 @@ def test_rpg_ppo_with_num_processes_runs_under_accelerate_launch(tmp_path):
     model = build_tiny_causal_lm(tmp_path / "model")
     data = tmp_path / "prompts.jsonl"
     data.write_text("".join(json.dumps({"prompt": f"w{i} w{i + 1}"}) + "\n" for i in range(4)))
-    (tmp_path / "launch_rewards.py").write_text("def length(prompts, completions, **kwargs):\n"
-                                                "    return [float(len(c)) for c in completions]\n")
+    (tmp_path / "launch_rewards.py").write_text(
+        "def length(prompts, completions, **kwargs):\n    return [float(len(c)) for c in completions]\n"
+    )
     config = tmp_path / "job.yaml"
-    config.write_text("num_processes: 1\ncpu: true\nmax_steps: 1\nresponse_length: 3\nper_device_train_batch_size: 2\n"
-                      "num_ppo_epochs: 1\nreward_funcs: ['launch_rewards:length']\n")
+    config.write_text(
+        "num_processes: 1\ncpu: true\nmax_steps: 1\nresponse_length: 3\nper_device_train_batch_size: 2\n"
+        "num_ppo_epochs: 1\nreward_funcs: ['launch_rewards:length']\n"
+    )
     env = dict(os.environ, PYTHONPATH=f"{os.getcwd()}{os.pathsep}{tmp_path}", OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
     env.pop(LAUNCHED_ENV, None)
-    run = subprocess.run([sys.executable, "-m", "rpg.cli", "ppo", "--config", str(config), "--model_name_or_path",
-                          str(model), "--dataset_name", str(data), "--output_dir", str(tmp_path / "out"),
-                          "--disable_tqdm", "true"], capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rpg.cli",
+            "ppo",
+            "--config",
+            str(config),
+            "--model_name_or_path",
+            str(model),
+            "--dataset_name",
+            str(data),
+            "--output_dir",
+            str(tmp_path / "out"),
+            "--disable_tqdm",
+            "true",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=tmp_path,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     assert "done: 1 iterations" in run.stdout and (tmp_path / "out" / "config.json").exists()

@@ -31,10 +31,22 @@ def models(tmp_path_factory):
     root = tmp_path_factory.mktemp("trl_options")
     tokenizer = word_tokenizer(WORDS, SPECIAL_TOKENS)
     torch.manual_seed(0)
-    gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_positions=64, n_embd=32, n_layer=2, n_head=2,
-                                      resid_pdrop=0.1, embd_pdrop=0.1, attn_pdrop=0.1, summary_first_dropout=0.1,
-                                      bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                                      pad_token_id=tokenizer.pad_token_id))
+    gpt2 = GPT2LMHeadModel(
+        GPT2Config(
+            vocab_size=len(tokenizer),
+            n_positions=64,
+            n_embd=32,
+            n_layer=2,
+            n_head=2,
+            resid_pdrop=0.1,
+            embd_pdrop=0.1,
+            attn_pdrop=0.1,
+            summary_first_dropout=0.1,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    )
     gpt2.save_pretrained(root / "gpt2")
     tokenizer.save_pretrained(root / "gpt2")
     llama = build_tiny_causal_lm(root / "llama_fp32", num_words=len(WORDS))
@@ -42,9 +54,18 @@ def models(tmp_path_factory):
 
     AutoModelForCausalLM.from_pretrained(llama).to(torch.bfloat16).save_pretrained(root / "llama_bf16")
     tokenizer.save_pretrained(root / "llama_bf16")
-    reward = LlamaForSequenceClassification(LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
-        num_key_value_heads=2, num_labels=1, pad_token_id=tokenizer.pad_token_id))
+    reward = LlamaForSequenceClassification(
+        LlamaConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            num_labels=1,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    )
     with torch.no_grad():
         reward.score.weight.normal_()
     reward.to(torch.bfloat16).save_pretrained(root / "rm")
@@ -53,9 +74,22 @@ def models(tmp_path_factory):
 
 
 def _args(tmp_path, **overrides):
-    base = dict(output_dir=str(tmp_path / "out"), omega_prime=0.3, alpha_hat=0.1, response_length=4,
-                per_device_train_batch_size=4, gradient_accumulation_steps=1, num_mini_batches=1, num_ppo_epochs=1,
-                learning_rate=1e-2, max_steps=1, save_strategy="no", report_to=[], disable_tqdm=True, seed=3)
+    base = dict(
+        output_dir=str(tmp_path / "out"),
+        omega_prime=0.3,
+        alpha_hat=0.1,
+        response_length=4,
+        per_device_train_batch_size=4,
+        gradient_accumulation_steps=1,
+        num_mini_batches=1,
+        num_ppo_epochs=1,
+        learning_rate=1e-2,
+        max_steps=1,
+        save_strategy="no",
+        report_to=[],
+        disable_tqdm=True,
+        seed=3,
+    )
     base.update(overrides)
     return ResidualPPOConfig(**base)
 
@@ -99,8 +133,11 @@ def test_bf16_checkpoint_trains_float32_weights(models, tmp_path):
     assert {p.dtype for p in trainer.ref_model.parameters()} == {torch.float32}
     assert {p.dtype for p in trainer.reward_source.model.parameters()} == {torch.float32}
     # An explicit dtype still wins, for every model the trainer loads (the reward model too).
-    explicit = _trainer(models / "llama_bf16", _args(tmp_path, reward_model_path=str(models / "rm"),
-                                                     model_init_kwargs={"dtype": "bfloat16"}), reward_funcs=None)
+    explicit = _trainer(
+        models / "llama_bf16",
+        _args(tmp_path, reward_model_path=str(models / "rm"), model_init_kwargs={"dtype": "bfloat16"}),
+        reward_funcs=None,
+    )
     assert {p.dtype for p in explicit.policy.parameters()} == {torch.bfloat16}
     assert {p.dtype for p in explicit.reward_source.model.parameters()} == {torch.bfloat16}
 
@@ -117,8 +154,11 @@ def test_model_init_kwargs_reach_the_reward_model(models, tmp_path, monkeypatch)
 
     monkeypatch.setattr(AutoModelForSequenceClassification, "from_pretrained", classmethod(spy))
     init = {"revision": "main", "trust_remote_code": False, "attn_implementation": "eager"}
-    _trainer(models / "llama_bf16", _args(tmp_path, reward_model_path=str(models / "rm"), model_init_kwargs=init),
-             reward_funcs=None)
+    _trainer(
+        models / "llama_bf16",
+        _args(tmp_path, reward_model_path=str(models / "rm"), model_init_kwargs=init),
+        reward_funcs=None,
+    )
     assert {k: seen[k] for k in init} == init and seen["dtype"] == torch.float32
 
 
@@ -162,8 +202,11 @@ def test_stop_token_unset_samples_response_length_tokens_and_eos_stops(models, t
 
 
 def test_missing_eos_penalty_is_subtracted_from_completions_without_eos(models, tmp_path):
-    trainer = _trainer(models / "llama_fp32", _args(tmp_path, missing_eos_penalty=1.5),
-                       reward_funcs=[lambda prompts, completions, **kw: [10.0] * len(completions)])
+    trainer = _trainer(
+        models / "llama_fp32",
+        _args(tmp_path, missing_eos_penalty=1.5),
+        reward_funcs=[lambda prompts, completions, **kw: [10.0] * len(completions)],
+    )
     eos, pad = trainer.tokenizer.eos_token_id, trainer.tokenizer.pad_token_id
     w = trainer.tokenizer.convert_tokens_to_ids(["w1", "w2"])
     ids = torch.tensor([[w[0], eos, pad], [w[0], w[1], w[0]], [w[1], w[1], eos]])
@@ -184,8 +227,13 @@ def test_kl_estimator_changes_the_logged_kl_only(models, tmp_path):
         rollout = trainer._rollout(trainer._prompt_batch(0), 0)
         stats[estimator] = {k: v.item() for k, v in rollout["stats"].items()}
         # the logged KL is the estimator's, summed over each completion and averaged over the batch
-        ref_logprobs = trainer._completion_logprobs(trainer.ref_model, rollout["input_ids"], rollout["attention_mask"],
-                                                    rollout["position_ids"], rollout["completion_ids"])
+        ref_logprobs = trainer._completion_logprobs(
+            trainer.ref_model,
+            rollout["input_ids"],
+            rollout["attention_mask"],
+            rollout["position_ids"],
+            rollout["completion_ids"],
+        )
         per_token = kl_estimate(rollout["old_logprobs"], ref_logprobs, estimator) * rollout["mask"]
         assert stats[estimator]["objective/kl_to_ref"] == pytest.approx(per_token.sum(-1).mean().item(), abs=1e-5)
     assert stats["k1"]["reward/total"] == stats["k3"]["reward/total"]  # the reward is exact either way
@@ -212,9 +260,12 @@ class Recorder(TrainerCallback):
 def test_sample_generations_are_logged_as_a_table(models, tmp_path):
     recorder = Recorder()
     eval_prompts = Dataset.from_dict({"prompt": ["w1 w2", "w3", "w4 w5 w6"]})
-    trainer = _trainer(models / "llama_fp32", _args(tmp_path, max_steps=4, num_sample_generations=2,
-                                                    per_device_eval_batch_size=2, logging_steps=100),
-                       eval_dataset=eval_prompts, callbacks=[recorder])
+    trainer = _trainer(
+        models / "llama_fp32",
+        _args(tmp_path, max_steps=4, num_sample_generations=2, per_device_eval_batch_size=2, logging_steps=100),
+        eval_dataset=eval_prompts,
+        callbacks=[recorder],
+    )
     trainer.train()
     # TRL's schedule: every max(1, iterations // num_sample_generations) iterations, from the first.
     written = sorted(p.name for p in (tmp_path / "out" / "completions").iterdir())
@@ -244,8 +295,11 @@ def test_ds3_gather_for_generation_reaches_unwrap_model_for_generation(models, t
 def test_value_model_initialized_from_the_reward_model(models, tmp_path):
     from transformers import AutoModelForSequenceClassification
 
-    trainer = _trainer(models / "llama_bf16", _args(tmp_path, reward_model_path=str(models / "rm"),
-                                                    value_model_path=str(models / "rm")), reward_funcs=None)
+    trainer = _trainer(
+        models / "llama_bf16",
+        _args(tmp_path, reward_model_path=str(models / "rm"), value_model_path=str(models / "rm")),
+        reward_funcs=None,
+    )
     critic = trainer.accelerator.unwrap_model(trainer.model).critic
     reward_model = AutoModelForSequenceClassification.from_pretrained(models / "rm", dtype=torch.float32).eval()
     torch.testing.assert_close(critic.value_head.weight, reward_model.score.weight, rtol=0, atol=0)
@@ -266,8 +320,11 @@ def test_num_train_epochs_sets_the_total_episodes(models, tmp_path):
 
 def test_ratio_logging_and_save_steps(models, tmp_path):
     recorder = Recorder()
-    trainer = _trainer(models / "llama_fp32", _args(tmp_path, max_steps=4, logging_steps=0.5, save_strategy="steps",
-                                                    save_steps=0.25), callbacks=[recorder])
+    trainer = _trainer(
+        models / "llama_fp32",
+        _args(tmp_path, max_steps=4, logging_steps=0.5, save_strategy="steps", save_steps=0.25),
+        callbacks=[recorder],
+    )
     trainer.train()
     assert [step for step, _ in recorder.logs] == [2, 4]  # ceil(0.5 × 4 iterations) = every 2
     assert sorted(p.name for p in (tmp_path / "out").glob("checkpoint-*")) == [f"checkpoint-{i}" for i in (1, 2, 3, 4)]
@@ -275,8 +332,15 @@ def test_ratio_logging_and_save_steps(models, tmp_path):
 
 
 def test_lr_scheduler_kwargs_and_optim_are_honoured(models, tmp_path):
-    args = _args(tmp_path, max_steps=3, num_mini_batches=2, lr_scheduler_type="cosine_with_min_lr",
-                 lr_scheduler_kwargs={"min_lr_rate": 0.1}, optim="sgd", weight_decay=0.5)
+    args = _args(
+        tmp_path,
+        max_steps=3,
+        num_mini_batches=2,
+        lr_scheduler_type="cosine_with_min_lr",
+        lr_scheduler_kwargs={"min_lr_rate": 0.1},
+        optim="sgd",
+        weight_decay=0.5,
+    )
     trainer = _trainer(models / "llama_fp32", args)
     assert isinstance(trainer.optimizer.optimizer, torch.optim.SGD)
     decays = {group["weight_decay"] for group in trainer.optimizer.param_groups}
@@ -289,8 +353,11 @@ def test_lr_scheduler_kwargs_and_optim_are_honoured(models, tmp_path):
 
 def test_report_to_tensorboard_and_user_callbacks(models, tmp_path):
     recorder = Recorder()
-    trainer = _trainer(models / "llama_fp32", _args(tmp_path, max_steps=2, logging_steps=1, report_to=["tensorboard"]),
-                       callbacks=[recorder])
+    trainer = _trainer(
+        models / "llama_fp32",
+        _args(tmp_path, max_steps=2, logging_steps=1, report_to=["tensorboard"]),
+        callbacks=[recorder],
+    )
     trainer.train()
     events = list((tmp_path / "out" / "runs").rglob("events.out.tfevents.*"))
     assert events, "TensorBoardCallback wrote no event file"
