@@ -30,11 +30,13 @@ class TrainerReporting:
         self, args, model, processing_class, optimizer, lr_scheduler, callbacks, is_main_process: bool, max_steps: int
     ):
         from transformers.integrations import get_reporting_integration_callbacks
-        from transformers.trainer_callback import CallbackHandler, TrainerControl, TrainerState
+        from transformers.trainer_callback import CallbackHandler, DefaultFlowCallback, TrainerControl, TrainerState
 
         integrations = get_reporting_integration_callbacks(args.report_to)
         self.args = args
-        self.handler = CallbackHandler([*integrations, *callbacks], model, processing_class, optimizer, lr_scheduler)
+        # DefaultFlowCallback first, as in Trainer (it stops training at max_steps; the loop ends there anyway).
+        callbacks = [DefaultFlowCallback, *integrations, *callbacks]
+        self.handler = CallbackHandler(callbacks, model, processing_class, optimizer, lr_scheduler)
         self.state = TrainerState(is_local_process_zero=is_main_process, is_world_process_zero=is_main_process)
         self.state.max_steps = max_steps
         self.control = TrainerControl()
