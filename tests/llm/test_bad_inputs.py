@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from rpg_llm.dpo import cli as dpo_cli
+from rpg_llm.dpo import trainer as dpo_trainer
 from rpg_llm.ppo import cli as ppo_cli
 from rpg_llm.toy.tiny_llama import word_tokenizer
 
@@ -342,3 +343,15 @@ def test_end_to_end_exit_code_2(command, argv, message, tmp_path):
     lines = run.stderr.strip().splitlines()
     assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr[-2000:]
     assert lines[-1].startswith(f"rpg {command}: error: ") and message in lines[-1]
+
+
+def test_rpg_dpo_accepts_an_unrelated_label_column_without_ce(files):
+    # TRL-valid: a `label` column that is not the ce loss's (here out of [0, 1]) is left alone by sigmoid / decoupled.
+    for loss in (["--loss", "sigmoid"], ["--loss", "decoupled", "--alpha_hat", "0.2"]):
+        parsed = dpo_cli.parse(dpo_flags(files, "--dataset_name", str(files / "pairs_label_2.jsonl"), *loss))
+        script, training_args, model_args, dataset_args, _ = parsed
+        trainer = dpo_cli.build_model_job(script, training_args, model_args, dataset_args)
+        assert not isinstance(trainer.data_collator, dpo_trainer.PreferenceLabelCollator)
+    with pytest.raises(ValueError, match="must lie in"):
+        dpo_cli.build_model_job(*dpo_cli.parse(dpo_flags(files, "--dataset_name", str(files / "pairs_label_2.jsonl"),
+                                                         "--loss", "ce"))[:4])
