@@ -88,6 +88,10 @@ def split_launch_arguments(parser, argv: list[str]):
     unknown = [arg for arg in rest if arg.startswith("-") and arg.split("=")[0] not in options]
     if unknown:
         raise ValueError(f"unknown argument(s) {unknown}: neither a training option nor an `accelerate launch` option")
+    for index, argument in enumerate(rest):  # a bare word must be the value of the option before it
+        previous = rest[index - 1] if index else ""
+        if not argument.startswith("-") and (not previous.startswith("-") or previous in flags or "=" in previous):
+            raise ValueError(f"unexpected argument {argument!r}")
     if _already_launched():
         return parsed, [], argv
     from trl.cli.accelerate_config import resolve_accelerate_config_argument

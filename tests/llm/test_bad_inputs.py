@@ -153,6 +153,7 @@ PPO_CASES = [
     ("init_kwargs_json", ["--model_init_kwargs", "{bad json"], "model_init_kwargs must be a JSON object"),
     ("reward_weights", ["--reward_weights", "1", "2"], "reward_weights must have one weight per entry"),
     ("unknown_flag", ["--per_device_batch_size", "4"], "unknown argument(s) ['--per_device_batch_size'"),
+    ("stray_word", ["--max_steps", "1", "extra"], "unexpected argument 'extra'"),
     ("ref_path_missing", ["--ref_model_path", "./no/such/ref"], "ref_model_path=./no/such/ref: no such model"),
     (
         "value_path_missing",
