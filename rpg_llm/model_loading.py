@@ -32,7 +32,8 @@ __all__ = [
 def check_model_path(path, name: str) -> None:
     """Fail in one line on a model that is neither a local directory nor resolvable on the hub cache."""
     if os.path.isdir(path):
-        if not (Path(path) / "config.json").exists():
+        # config.json: a transformers model; adapter_config.json: a PEFT adapter from_pretrained also loads
+        if not any((Path(path) / marker).exists() for marker in ("config.json", "adapter_config.json")):
             raise ValueError(f"{name}={path!s} is a directory without config.json: not a transformers model")
         return
     if str(path).startswith(("/", "./", "../", "~", ".\\")) or os.path.isfile(path):
