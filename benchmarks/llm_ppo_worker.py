@@ -42,6 +42,7 @@ def run_rpg(assets: str, s: dict, marks: list[float]) -> None:
         num_mini_batches=s["num_mini_batches"], num_ppo_epochs=s["num_ppo_epochs"], learning_rate=s["learning_rate"],
         local_rollout_forward_batch_size=s["local_rollout_forward_batch_size"], vf_coef=s["vf_coef"], max_steps=s["iterations"],
         save_strategy="no", report_to=[], disable_tqdm=True, seed=0, use_cpu=s["use_cpu"],
+        stop_token="eos",  # as the TRL side: completions end at EOS (rpg, like TRL, samples the full length otherwise)
     )
     trainer = ResidualPPOTrainer(
         args, os.path.join(assets, "policy"), train_dataset=dataset, reward_model=os.path.join(assets, "reward"),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-__all__ = ["DATA_FILE_KINDS", "parse_job", "load_named_dataset", "error_line"]
+__all__ = ["DATA_FILE_KINDS", "parse_job", "parse_job_and_launch", "load_named_dataset", "error_line"]
 
 # Local data files ``--dataset_name`` may name, by extension -> the ``datasets`` builder that reads them.
 DATA_FILE_KINDS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
@@ -18,23 +18,34 @@ DATA_FILE_KINDS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet":
 SAVED_DATASET_MARKERS = ("dataset_dict.json", "dataset_info.json")
 
 
-def parse_job(dataclass_types: Sequence[type], toy_defaults: dict, argv: list[str], prog: str) -> tuple:
-    """Parse ``argv`` (flags and a ``--config`` YAML) into ``dataclass_types``; the toy job's with ``toy_defaults``.
+def parse_job_and_launch(dataclass_types: Sequence[type], toy_defaults: dict, argv: list[str], prog: str) -> tuple:
+    """(parsed dataclasses, ``accelerate launch`` arguments, argv for the launched job) of ``argv`` (flags and a
+    ``--config`` YAML); the toy job's with ``toy_defaults``.
 
     The first pass tells the jobs apart (is there a ``model_name_or_path``?); the toy job then parses again
-    with its embedded defaults, which a YAML ``--config`` and explicit flags still override.
+    with its embedded defaults, which a YAML ``--config`` and explicit flags still override. TRL's launch keys
+    (``num_processes``, ``accelerate_config``, other ``accelerate launch`` options) are split off as in
+    ``trl <command>`` (:func:`rpg_llm.launch.split_launch_arguments`); argparse errors are one ValueError line.
     """
     from trl import ModelConfig, TrlParser
+
+    from rpg_llm.launch import split_launch_arguments
 
     def parse(defaults: dict | None) -> tuple:
         parser = TrlParser(tuple(dataclass_types), prog=prog)
         if defaults:
             parser.set_defaults(**defaults)
-        return tuple(parser.parse_args_and_config(argv))
+        parsed, launch_args, script_argv = split_launch_arguments(parser, argv)
+        return tuple(parsed), launch_args, script_argv
 
-    parsed = parse(None)
-    model_args = next(arguments for arguments in parsed if isinstance(arguments, ModelConfig))
-    return parse(toy_defaults) if model_args.model_name_or_path is None else parsed
+    result = parse(None)
+    model_args = next(arguments for arguments in result[0] if isinstance(arguments, ModelConfig))
+    return parse(toy_defaults) if model_args.model_name_or_path is None else result
+
+
+def parse_job(dataclass_types: Sequence[type], toy_defaults: dict, argv: list[str], prog: str) -> tuple:
+    """The parsed dataclasses of :func:`parse_job_and_launch`."""
+    return parse_job_and_launch(dataclass_types, toy_defaults, argv, prog)[0]
 
 
 def load_named_dataset(script, split: str | None = None, streaming: bool = False):

@@ -11,7 +11,9 @@ Two jobs behind one parser, flags as in ``trl dpo``:
 ``--loss`` is an alias of ``--loss_type`` (``--loss decoupled --alpha_hat 0.1 --omega_prime 0.2``;
 several losses mix with ``--loss_weights``). Every field of :class:`DecoupledDPOConfig`, trl's
 ``ScriptArguments`` / ``ModelConfig`` / ``DatasetMixtureConfig`` and :class:`ToyDPOArguments` is a
-flag or a YAML key. Bad input ends with one ``rpg dpo: error: ...`` line and exit code 2.
+flag or a YAML key; so are TRL's launch keys ``num_processes`` and ``accelerate_config`` (and any other
+``accelerate launch`` option): as with ``trl dpo``, the job then re-runs itself under ``accelerate launch``.
+Bad input ends with one ``rpg dpo: error: ...`` line and exit code 2.
 """
 
 from __future__ import annotations
@@ -42,16 +44,21 @@ def _alias_loss(argv: list[str]) -> list[str]:
             for arg in argv]
 
 
-def parse(argv: list[str]):
-    """(script, training, model, dataset-mixture, toy) arguments; toy defaults when no model is given."""
+def parse_with_launch(argv: list[str]):
+    """((script, training, model, dataset-mixture, toy) arguments, accelerate launch arguments, argv to launch)."""
     from trl import DatasetMixtureConfig, ModelConfig, ScriptArguments
 
-    from rpg_llm.cli_common import parse_job
+    from rpg_llm.cli_common import parse_job_and_launch
     from rpg_llm.dpo.config import DecoupledDPOConfig
     from rpg_llm.toy.dpo_job import ToyDPOArguments
 
     types = (ScriptArguments, DecoupledDPOConfig, ModelConfig, DatasetMixtureConfig, ToyDPOArguments)
-    return parse_job(types, TOY_DEFAULTS, _alias_loss(argv), "rpg dpo")
+    return parse_job_and_launch(types, TOY_DEFAULTS, _alias_loss(argv), "rpg dpo")
+
+
+def parse(argv: list[str]):
+    """(script, training, model, dataset-mixture, toy) arguments; toy defaults when no model is given."""
+    return parse_with_launch(argv)[0]
 
 
 def load_preference_dataset(script, dataset_args):
@@ -70,7 +77,11 @@ def build_model_job(script, training_args, model_args, dataset_args):
     from trl import get_peft_config, get_quantization_config
 
     from rpg_llm.dpo.trainer import DecoupledDPOTrainer, validate_preference_dataset
+    from rpg_llm.launch import check_world_size
+    from rpg_llm.model_loading import check_model_path
 
+    check_world_size(training_args.world_size, "dpo")
+    check_model_path(model_args.model_name_or_path, "model_name_or_path")
     dataset = load_preference_dataset(script, dataset_args)
     if script.dataset_train_split not in dataset:
         raise ValueError(f"dataset has no split {script.dataset_train_split!r} (splits: {sorted(dataset)})")
@@ -80,9 +91,10 @@ def build_model_job(script, training_args, model_args, dataset_args):
         if script.dataset_test_split not in dataset:
             raise ValueError(f"eval_strategy={training_args.eval_strategy} needs split {script.dataset_test_split!r}")
         eval_dataset = dataset[script.dataset_test_split]
-    validate_preference_dataset(train_dataset, "train_dataset", training_args.label_column)
+    label_column = training_args.label_column if "ce" in training_args.loss_type else None  # only `ce` reads labels
+    validate_preference_dataset(train_dataset, "train_dataset", label_column)
     if eval_dataset is not None:
-        validate_preference_dataset(eval_dataset, "eval_dataset", training_args.label_column)
+        validate_preference_dataset(eval_dataset, "eval_dataset", label_column)
     model_init_kwargs = dict(
         revision=model_args.model_revision,
         trust_remote_code=training_args.trust_remote_code,
@@ -151,10 +163,16 @@ def run_toy_job(training_args, toy, argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from rpg_llm.launch import check_world_size, relaunch_with_accelerate
+
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        script, training_args, model_args, dataset_args, toy = parse(argv)
+        (script, training_args, model_args, dataset_args, toy), launch_args, script_argv = parse_with_launch(argv)
+        if launch_args:  # TRL's num_processes / accelerate_config: run this job under accelerate launch
+            module = __name__ if __name__ != "__main__" else "rpg_llm.dpo.cli"
+            return relaunch_with_accelerate(module, launch_args, script_argv)
         if model_args.model_name_or_path is None:
+            check_world_size(training_args.world_size, "dpo")
             job = None
         else:
             job = build_model_job(script, training_args, model_args, dataset_args)

@@ -37,7 +37,8 @@ class DecoupledDPOConfig(DPOConfig):
         omega_prime (`float`, *optional*):
             ω' of eq. 25, the weight of log π_ref. Defaults to ``beta``. Must be >= 0.
         label_column (`str`, *optional*, defaults to ``"label"``):
-            Dataset column holding the per-pair label l ∈ [0, 1] of the ``ce`` loss (eq. 24).
+            Dataset column holding the per-pair label l ∈ [0, 1] of the ``ce`` loss (eq. 24). Read (and
+            checked) only when ``loss_type`` includes ``ce``; other losses leave such a column alone, as TRL does.
         completion_eos (`bool`, *optional*, defaults to ``True``):
             Whether completions end with EOS (TRL's behaviour). ``False`` for fixed-length completions.
         bf16 (`bool`, *optional*):
@@ -73,6 +74,9 @@ class DecoupledDPOConfig(DPOConfig):
     )
 
     def __post_init__(self):
+        for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
+            if getattr(self, name) is None or getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if isinstance(self.loss_type, str):
             self.loss_type = [self.loss_type]
         if not self.loss_type:
@@ -82,14 +86,14 @@ class DecoupledDPOConfig(DPOConfig):
             raise ValueError(f"unknown loss_type {unknown}; choose from {list(RPG_LOSS_TYPES + TRL_LOSS_TYPES)}")
         if self.bf16 is None:
             self.bf16 = bf16_supported_on_device(self.use_cpu) and not self.fp16
+        if not (math.isfinite(self.beta) and self.beta > 0):
+            raise ValueError(f"beta must be a finite number > 0, got {self.beta!r}")
         self.alpha_hat = self.beta if self.alpha_hat is None else float(self.alpha_hat)
         self.omega_prime = self.beta if self.omega_prime is None else float(self.omega_prime)
         if not (math.isfinite(self.alpha_hat) and self.alpha_hat > 0):
             raise ValueError(f"alpha_hat must be a finite number > 0, got {self.alpha_hat!r}")
         if not (math.isfinite(self.omega_prime) and self.omega_prime >= 0):
             raise ValueError(f"omega_prime must be a finite number >= 0, got {self.omega_prime!r}")
-        if not (math.isfinite(self.beta) and self.beta > 0):
-            raise ValueError(f"beta must be a finite number > 0, got {self.beta!r}")
         rpg_losses = sorted(set(self.loss_type) & set(RPG_LOSS_TYPES))
         if rpg_losses:
             # These TRL options reshape TRL's own log-ratios; eq. 24/25 are defined on plain sequence log-probs.

@@ -31,11 +31,12 @@ __all__ = ["DecoupledDPOTrainer", "PreferenceLabelCollator", "validate_preferenc
 PREFERENCE_LABEL_KEY = "preference_label"
 
 
-def validate_preference_dataset(dataset: Any, split: str = "train_dataset", label_column: str = "label") -> None:
+def validate_preference_dataset(dataset: Any, split: str = "train_dataset", label_column: str | None = "label") -> None:
     """Raise one clear ``ValueError`` for a dataset the preference losses cannot use.
 
-    Needs ``chosen`` and ``rejected`` (``prompt`` is optional: TRL extracts a shared prefix); a label
-    column, if present, must hold numbers in [0, 1]. Checked on the whole column for map-style
+    Needs ``chosen`` and ``rejected`` (``prompt`` is optional: TRL extracts a shared prefix); the label
+    column of the ``ce`` loss (``label_column``; None when no ``ce`` loss reads it), if present, must hold
+    numbers in [0, 1]. Checked on the whole column for map-style
     datasets, on the first example for streaming ones (the loss re-checks every batch).
     """
     if dataset is None:
@@ -53,7 +54,7 @@ def validate_preference_dataset(dataset: Any, split: str = "train_dataset", labe
             f"{split} lacks column(s) {missing} (has {sorted(columns)}); a preference dataset needs 'chosen' and "
             "'rejected' (and optionally 'prompt' and a per-pair label column)"
         )
-    if label_column not in columns:
+    if label_column is None or label_column not in columns:
         return
     if isinstance(dataset, Dataset):
         labels = torch.as_tensor(dataset.with_format("numpy")[label_column], dtype=torch.float64)
@@ -119,9 +120,10 @@ class DecoupledDPOTrainer(DPOTrainer):
             args = DecoupledDPOConfig(f"{str(name).rstrip('/').split('/')[-1]}-decoupled-DPO")
         elif not isinstance(args, DecoupledDPOConfig):
             raise ValueError(f"args must be a DecoupledDPOConfig, got {type(args).__name__}")
-        validate_preference_dataset(train_dataset, "train_dataset", args.label_column)
+        label_column = args.label_column if "ce" in args.loss_type else None  # only `ce` reads the label
+        validate_preference_dataset(train_dataset, "train_dataset", label_column)
         if eval_dataset is not None:
-            validate_preference_dataset(eval_dataset, "eval_dataset", args.label_column)
+            validate_preference_dataset(eval_dataset, "eval_dataset", label_column)
         super().__init__(model, ref_model, args, data_collator, train_dataset, eval_dataset, *positional, **kwargs)
 
         # TRL's loop keeps TRL's loss types; ours are added in `compute_loss`.
@@ -129,7 +131,8 @@ class DecoupledDPOTrainer(DPOTrainer):
         self.rpg_losses = [(name, weight) for name, weight in pairs if name in RPG_LOSS_TYPES]
         self.loss_types = [name for name, _ in pairs if name not in RPG_LOSS_TYPES]
         self.loss_weights = [weight for name, weight in pairs if name not in RPG_LOSS_TYPES]
-        self.data_collator = PreferenceLabelCollator(self.data_collator, args.label_column)
+        if label_column is not None:
+            self.data_collator = PreferenceLabelCollator(self.data_collator, label_column)
 
     def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
         # TRL always appends EOS to completions; `completion_eos=False` takes it back off after tokenization.
@@ -147,7 +150,7 @@ class DecoupledDPOTrainer(DPOTrainer):
     def _set_signature_columns_if_needed(self):
         # Keep the label column through `remove_unused_columns`.
         super()._set_signature_columns_if_needed()
-        if self.args.label_column not in self._signature_columns:
+        if "ce" in self.args.loss_type and self.args.label_column not in self._signature_columns:
             self._signature_columns = [*self._signature_columns, self.args.label_column]
 
     def compute_ref_log_probs(self, model, inputs):

@@ -8,7 +8,10 @@ Two jobs behind one parser:
   Residual PPO on any causal LM, optionally with LoRA (``--use_peft``).
 
 Any field of :class:`ResidualPPOConfig` (TrainingArguments), trl's ``ScriptArguments`` and
-``ModelConfig``, and :class:`ToyExperimentArguments` is a flag or a YAML key.
+``ModelConfig``, and :class:`ToyExperimentArguments` is a flag or a YAML key; so are TRL's launch keys
+``num_processes`` and ``accelerate_config`` (and any other ``accelerate launch`` option): as with
+``trl ppo``, the job then re-runs itself under ``accelerate launch`` (:mod:`rpg_llm.launch`).
+Bad input ends with one ``rpg ppo: error: ...`` line and exit code 2, before any model loads.
 """
 
 from __future__ import annotations
@@ -32,19 +35,26 @@ TOY_DEFAULTS = dict(
     logging_steps=10,
     report_to="none",
     seed=0,
+    stop_token="eos",  # the toy world's completions end at EOS (off its support) or after 4 words
 )
 
 
-def _parse(argv: list[str]):
-    """(script, toy experiment, PPO, model) arguments; the toy job's defaults when no model is given."""
+def parse_with_launch(argv: list[str]):
+    """((script, toy experiment, PPO, model) arguments, accelerate launch arguments, argv for the launched job);
+    the toy job's defaults when no model is given."""
     from trl import ModelConfig, ScriptArguments
 
-    from rpg_llm.cli_common import parse_job
+    from rpg_llm.cli_common import parse_job_and_launch
     from rpg_llm.ppo.config import ResidualPPOConfig
     from rpg_llm.toy.ppo_job import ToyExperimentArguments
 
     types = (ScriptArguments, ToyExperimentArguments, ResidualPPOConfig, ModelConfig)
-    return parse_job(types, TOY_DEFAULTS, argv, "rpg ppo")
+    return parse_job_and_launch(types, TOY_DEFAULTS, argv, "rpg ppo")
+
+
+def _parse(argv: list[str]):
+    """(script, toy experiment, PPO, model) arguments; the toy job's defaults when no model is given."""
+    return parse_with_launch(argv)[0]
 
 
 def run_model_job(script, ppo_args, model_args) -> int:
@@ -53,8 +63,11 @@ def run_model_job(script, ppo_args, model_args) -> int:
     from rpg_llm.cli_common import load_named_dataset
     from rpg_llm.ppo.trainer import ResidualPPOTrainer
 
-    dataset = load_named_dataset(script, split=script.dataset_train_split)
-    # ModelConfig's loading options reach every from_pretrained (policy, reference, critic).
+    splits = load_named_dataset(script)  # the test split, if there is one, gives the sample-generation prompts
+    if script.dataset_train_split not in splits:
+        raise ValueError(f"dataset has no split {script.dataset_train_split!r} (splits: {sorted(splits)})")
+    dataset, eval_dataset = splits[script.dataset_train_split], splits.get(script.dataset_test_split)
+    # ModelConfig's loading options reach every from_pretrained (policy, reference, critic, reward model).
     init = {"revision": model_args.model_revision, "trust_remote_code": getattr(model_args, "trust_remote_code", False)}
     if model_args.attn_implementation is not None:
         init["attn_implementation"] = model_args.attn_implementation
@@ -62,7 +75,8 @@ def run_model_job(script, ppo_args, model_args) -> int:
         init["dtype"] = model_args.dtype
     ppo_args.model_init_kwargs = {**init, **(ppo_args.model_init_kwargs or {})}
     trainer = ResidualPPOTrainer(
-        ppo_args, model_args.model_name_or_path, train_dataset=dataset, peft_config=get_peft_config(model_args)
+        ppo_args, model_args.model_name_or_path, train_dataset=dataset, peft_config=get_peft_config(model_args),
+        eval_dataset=eval_dataset,
     )
     history = trainer.train()
     trainer.save_model()
@@ -81,7 +95,10 @@ def run_toy_job(experiment, ppo_args, argv: list[str]) -> int:
     from rpg_llm.report import provenance
     from rpg_llm.toy.ppo_job import print_results, run_toy_comparison, write_results
 
-    state = PartialState()
+    from rpg_llm.launch import check_world_size
+
+    state = PartialState(cpu=ppo_args.use_cpu)
+    check_world_size(state.num_processes, "ppo")
     ignored = [flag for flag in ("--omega_prime", "--alpha_hat", "--kl_coef") if any(a.split("=")[0] == flag for a in argv)]
     if ignored and state.is_main_process:
         print(f"note: {', '.join(ignored)} ignored by the toy job; each method's (ω', α̂) comes from "
@@ -108,9 +125,14 @@ def run_toy_job(experiment, ppo_args, argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from rpg_llm.launch import relaunch_with_accelerate
+
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        script, experiment, ppo_args, model_args = _parse(argv)
+        (script, experiment, ppo_args, model_args), launch_args, script_argv = parse_with_launch(argv)
+        if launch_args:  # TRL's num_processes / accelerate_config: run this job under accelerate launch
+            module = __name__ if __name__ != "__main__" else "rpg_llm.ppo.cli"
+            return relaunch_with_accelerate(module, launch_args, script_argv)
         if model_args.model_name_or_path is None:
             return run_toy_job(experiment, ppo_args, argv)
         return run_model_job(script, ppo_args, model_args)

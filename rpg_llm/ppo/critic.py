@@ -33,9 +33,17 @@ class CausalLMCritic(nn.Module):
 
     @classmethod
     def from_pretrained(cls, path: str | Path, **kwargs) -> "CausalLMCritic":
-        """Trunk from any checkpoint ``AutoModel`` can load; a saved critic also restores its head."""
-        from transformers import AutoModel
+        """Trunk from any checkpoint ``AutoModel`` can load; a saved critic also restores its head.
 
+        A sequence-classification checkpoint with one label (a reward model: TRL's usual value-model
+        setup) gives both its trunk and its ``score`` head, so V starts as the reward model's r_R.
+        """
+        from transformers import AutoConfig, AutoModel
+
+        config_kwargs = {key: kwargs[key] for key in ("revision", "trust_remote_code", "token") if key in kwargs}
+        architectures = AutoConfig.from_pretrained(path, **config_kwargs).architectures or []
+        if any(name.endswith("ForSequenceClassification") for name in architectures):
+            return cls._from_sequence_classifier(path, **kwargs)
         backbone = AutoModel.from_pretrained(path, **kwargs)
         critic = cls(backbone, backbone.config.hidden_size)
         head = Path(path) / "value_head.pt"
@@ -43,10 +51,30 @@ class CausalLMCritic(nn.Module):
             critic.value_head.load_state_dict(torch.load(head, map_location="cpu", weights_only=True))
         return critic
 
-    def save_pretrained(self, path: str | Path) -> None:
+    @classmethod
+    def _from_sequence_classifier(cls, path, **kwargs) -> "CausalLMCritic":
+        from transformers import AutoModelForSequenceClassification
+
+        model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, **kwargs)
+        head = getattr(model, "score", None)
+        if not isinstance(head, nn.Linear) or head.out_features != 1:
+            raise ValueError(f"value_model_path={path!s}: a sequence classifier without a one-output `score` head")
+        critic = cls(getattr(model, model.base_model_prefix), model.config.hidden_size)
+        with torch.no_grad():
+            critic.value_head.weight.copy_(head.weight.to(critic.value_head.weight.dtype))
+            if head.bias is not None:
+                critic.value_head.bias.copy_(head.bias.to(critic.value_head.bias.dtype))
+        return critic
+
+    def save_pretrained(self, path: str | Path, state_dict: dict | None = None) -> None:
+        """Trunk (``save_pretrained``) and ``value_head.pt``; ``state_dict``: a gathered full state (ZeRO-3 / FSDP)."""
+        from rpg_llm.model_loading import split_state_dict
+
         path = Path(path)
-        self.backbone.save_pretrained(path)
-        torch.save(self.value_head.state_dict(), path / "value_head.pt")
+        state_dict = state_dict if state_dict is not None else self.state_dict()
+        self.backbone.save_pretrained(path, state_dict=split_state_dict(state_dict, "backbone"))
+        head = {key: value.detach().cpu() for key, value in split_state_dict(state_dict, "value_head").items()}
+        torch.save(head, path / "value_head.pt")
 
     def forward(self, input_ids, attention_mask=None, position_ids=None) -> torch.Tensor:
         hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids).last_hidden_state

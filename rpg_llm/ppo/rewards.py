@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 from typing import Callable, Sequence
 
 import torch
@@ -42,6 +43,26 @@ class FunctionRewards:
             raise ValueError("one weight per reward function is needed")
         self.names = [getattr(f, "__name__", type(f).__name__) for f in self.functions]
 
+    def check_signature(self, columns: Sequence[str] = ()) -> None:
+        """Fail in one line, before any rollout, on a function TRL's call would not fit.
+
+        Each is called as ``f(prompts=..., completions=..., completion_ids=..., **columns)`` with the
+        dataset's other columns (``columns``) as keyword arguments.
+        """
+        arguments = {"prompts": [], "completions": [], "completion_ids": [], **{name: [] for name in columns}}
+        for name, function in zip(self.names, self.functions):
+            try:
+                signature = inspect.signature(function)
+            except (TypeError, ValueError):  # builtins without a signature: nothing to check
+                continue
+            try:
+                signature.bind(**arguments)
+            except TypeError as error:
+                raise ValueError(
+                    f"reward function {name}{signature} cannot be called as f(prompts=..., completions=..., "
+                    f"completion_ids=..., **{{dataset columns {sorted(columns)}}}) ({error}); add **kwargs"
+                ) from None
+
     def __call__(self, prompts: list, completions: list, completion_ids: list[list[int]], **columns) -> tuple[torch.Tensor, dict]:
         total = torch.zeros(len(completions))
         parts = {}
@@ -50,8 +71,11 @@ class FunctionRewards:
             scores = torch.tensor([float("nan") if s is None else float(s) for s in scores])
             if scores.shape != total.shape:
                 raise ValueError(f"reward function {name} returned {len(scores)} scores for {len(completions)} completions")
-            if torch.isnan(scores).any():
-                raise ValueError(f"reward function {name} returned None/NaN; every completion needs a score")
+            if not torch.isfinite(scores).all():
+                bad = scores[~torch.isfinite(scores)][0].item()
+                raise ValueError(
+                    f"reward function {name} returned {bad} (None/NaN/±inf); every completion needs a finite score"
+                )
             parts[name] = scores
             total += weight * scores
         return total, parts
@@ -66,6 +90,7 @@ class RewardModelScorer:
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.batch_size = batch_size
+        self.device = None  # set by the trainer (a DeepSpeed-sharded model's parameters do not say where inputs go)
         if self.tokenizer.pad_token is None:
             raise ValueError("the reward model's tokenizer has no pad token; set one (e.g. pad_token = eos_token)")
         if getattr(self.model.config, "pad_token_id", None) is None:
@@ -73,9 +98,13 @@ class RewardModelScorer:
 
     @classmethod
     def from_pretrained(cls, path: str, **kwargs) -> "RewardModelScorer":
+        """Model and tokenizer from ``path``; ``kwargs`` (the trainer's ``model_init_kwargs``: revision, dtype,
+        trust_remote_code, ...) reach the model's ``from_pretrained``, revision and trust_remote_code the
+        tokenizer's."""
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-        tokenizer = AutoTokenizer.from_pretrained(path)
+        tokenizer_kwargs = {key: kwargs[key] for key in ("revision", "trust_remote_code", "token") if key in kwargs}
+        tokenizer = AutoTokenizer.from_pretrained(path, **tokenizer_kwargs)
         model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, **kwargs)
         return cls(model, tokenizer)
 
@@ -90,11 +119,18 @@ class RewardModelScorer:
 
     @torch.no_grad()
     def __call__(self, prompts: list, completions: list, completion_ids=None, **columns) -> tuple[torch.Tensor, dict]:
-        device = next(self.model.parameters()).device
+        device = self.device or next(self.model.parameters()).device
         texts = self._texts(prompts, completions)
         scores = []
         for start in range(0, len(texts), self.batch_size):
             batch = self.tokenizer(texts[start : start + self.batch_size], return_tensors="pt", padding=True).to(device)
             scores.append(self.model(**batch).logits[:, 0].float().cpu())
         total = torch.cat(scores)
+        if not torch.isfinite(total).all():
+            bad = total[~torch.isfinite(total)][0].item()
+            count = int((~torch.isfinite(total)).sum())
+            raise ValueError(
+                f"the reward model returned {bad} for {count} completion(s); r_R must be finite "
+                "(check its weights and dtype)"
+            )
         return total, {"reward_model": total}

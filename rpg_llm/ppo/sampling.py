@@ -75,10 +75,12 @@ def sample_completions(
     pad_token_id: int,
     generator: torch.Generator | None = None,
     suppress_token_ids: list[int] | None = None,
+    greedy: bool = False,
 ) -> Completions:
-    """Sample ``max_new_tokens`` tokens per row from ``model`` at temperature 1.
+    """Sample ``max_new_tokens`` tokens per row from ``model`` at temperature 1 (``greedy``: the argmax).
 
-    ``input_ids`` / ``attention_mask`` are left-padded prompts [B, P]. Rows stop at their first EOS;
+    ``input_ids`` / ``attention_mask`` are left-padded prompts [B, P]. Rows stop at their first
+    ``eos_token_id`` (the trainer's stop token; None: never stop, every row is ``max_new_tokens`` long);
     later positions hold ``pad_token_id`` with mask False, log-prob and entropy 0.
     ``suppress_token_ids`` are never sampled (:func:`suppress_tokens`); log-probs and entropies are
     those of the renormalized law the tokens are drawn from.
@@ -101,7 +103,7 @@ def sample_completions(
         # (TRL's selective_log_softmax loops over rows: 32 logsumexp calls per step at k·P = 32).
         step_logprobs = torch.log_softmax(suppress_tokens(logits, suppress_token_ids), dim=-1)
         probs = step_logprobs.exp()
-        token = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+        token = probs.argmax(-1) if greedy else torch.multinomial(probs, 1, generator=generator).squeeze(-1)
         live = ~finished
         token = torch.where(live, token, torch.full_like(token, pad_token_id))
         token_logprob = step_logprobs.gather(-1, token.unsqueeze(-1)).squeeze(-1)

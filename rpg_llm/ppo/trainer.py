@@ -41,12 +41,21 @@ from trl.trainer.utils import entropy_from_logits, pad, selective_log_softmax
 from rpg.advantage import group_normalized_advantages, leave_one_out_advantages, masked_gae, masked_mean, whiten
 from rpg.ppo import clipped_policy_loss, clipped_value_loss
 from rpg.reward import RewardCoefficients, residual_reward
-from rpg_llm.ppo.critic import CausalLMCritic, PolicyAndCritic
+from rpg_llm.launch import check_world_size
+from rpg_llm.model_loading import (
+    check_model_path,
+    disable_dropout,
+    float32_init_kwargs,
+    prepare_frozen_model,
+    split_state_dict,
+)
 from rpg_llm.ppo.config import ResidualPPOConfig
+from rpg_llm.ppo.critic import CausalLMCritic, PolicyAndCritic
 from rpg_llm.ppo.rewards import FunctionRewards, RewardModelScorer
 from rpg_llm.ppo.sampling import position_ids_from_mask, sample_completions, suppress_tokens
+from rpg_llm.reporting import TrainerReporting, split_callbacks
 
-__all__ = ["ResidualPPOTrainer", "token_level_rewards", "last_token_index"]
+__all__ = ["ResidualPPOTrainer", "token_level_rewards", "last_token_index", "kl_estimate"]
 
 
 def last_token_index(mask: torch.Tensor) -> torch.Tensor:
@@ -77,6 +86,20 @@ def token_level_rewards(
     return rewards * mask.to(rewards.dtype)
 
 
+def kl_estimate(policy_logprobs: torch.Tensor, ref_logprobs: torch.Tensor, estimator: str = "k1") -> torch.Tensor:
+    """Per-token estimate of KL(πθ ‖ π_ref) from tokens sampled from πθ (TRL's ``kl_estimator``; logged only).
+
+    k1 = log πθ − log π_ref (unbiased, can be negative per sample); k3 = (r − 1) − log r with
+    r = π_ref/πθ (unbiased, never negative, lower variance). The reward of eq. 8 uses the exact log-probs.
+    """
+    log_ratio = ref_logprobs - policy_logprobs
+    if estimator == "k1":
+        return -log_ratio
+    if estimator == "k3":
+        return torch.expm1(log_ratio) - log_ratio
+    raise ValueError(f"kl_estimator must be 'k1' or 'k3', got {estimator!r}")
+
+
 class ResidualPPOTrainer:
     """PPO with the residual reward r_R + ω'·log π_ref − α̂·log πθ for an ``AutoModelForCausalLM``.
 
@@ -89,7 +112,13 @@ class ResidualPPOTrainer:
         reward_model: a path / ``AutoModelForSequenceClassification`` (with ``reward_processing_class``).
         peft_config: a peft config: the policy gets adapters and the reference is the same
             model with adapters disabled (no second copy).
-        callbacks: callables ``f(trainer, stats)`` run after each iteration (logging, timing, early stop).
+        callbacks: callables ``f(trainer, stats)`` run after each iteration (logging, timing, early stop),
+            and/or transformers ``TrainerCallback`` objects, driven with the ``report_to`` integrations.
+        eval_dataset: prompts (a "prompt" column) whose greedy completions and r_R are logged as a table
+            ``num_sample_generations`` times during training (TRL's sample generations).
+
+    Loaded models train in float32 unless ``model_init_kwargs`` names a dtype, and every model runs
+    without dropout (see :mod:`rpg_llm.model_loading`).
     """
 
     def __init__(
@@ -103,10 +132,11 @@ class ResidualPPOTrainer:
         reward_processing_class=None,
         ref_model=None,
         peft_config=None,
-        callbacks: Sequence[Callable] | None = None,
+        callbacks: Sequence | None = None,
+        eval_dataset=None,
     ) -> None:
         self.args = args
-        self.callbacks = list(callbacks or [])
+        trainer_callbacks, self.callbacks = split_callbacks(callbacks)
         self.coefficients = args.coefficients()
         reward_funcs = reward_funcs if reward_funcs is not None else args.reward_funcs
         reward_model = reward_model if reward_model is not None else args.reward_model_path
@@ -115,21 +145,34 @@ class ResidualPPOTrainer:
         _check_inputs(
             args, train_dataset, model_path, reward_funcs, reward_model, reward_processing_class, ref_model, peft_config
         )
-        self.tokenizer = _setup_tokenizer(processing_class, model_path)
-        # Function rewards are ready now; a reward model is loaded after the policy (_setup_reward_model).
-        self.reward_source = FunctionRewards(reward_funcs, args.reward_weights) if reward_funcs is not None else None
+        if eval_dataset is not None:
+            _check_prompt_dataset(eval_dataset, "eval dataset")
+        self.tokenizer = _setup_tokenizer(processing_class, model_path, args.model_init_kwargs)
+        self.stop_token_id = self.tokenizer.eos_token_id if args.stop_token == "eos" else args.stop_token_id
+        if (args.stop_token == "eos" or args.missing_eos_penalty is not None) and self.tokenizer.eos_token_id is None:
+            raise ValueError("stop_token='eos' and missing_eos_penalty need a tokenizer with an EOS token")
+        # Function rewards are ready now (and their signature checked); a reward model is loaded after the policy.
+        self.reward_source = None
+        if reward_funcs is not None:
+            self.reward_source = FunctionRewards(reward_funcs, args.reward_weights)
+            self.reward_source.check_signature([c for c in train_dataset.column_names if c != "prompt"])
         self._setup_accelerator()
         policy, critic = self._setup_policy_and_critic(model, model_path, peft_config)
-        self._setup_reference(ref_model, model_path, policy)
+        ref_model = self._setup_reference(ref_model, model_path, policy)
         if self.reward_source is None:
             self._setup_reward_model(reward_model, reward_processing_class)
-        self._setup_data(train_dataset)
+        # TRL disables dropout in all four: the train-mode forward must be the sampling law (ratio 1 before a step).
+        disable_dropout(policy, critic, ref_model, getattr(self.reward_source, "model", None))
+        self._place_frozen_models(ref_model)
+        self._setup_data(train_dataset, eval_dataset)
         self._setup_optimization(policy, critic)
         self.iteration = 0
         self.log_history: list[dict] = []
         self._permutations: dict[int, torch.Tensor] = {}
-        if _tracker(args) is not None:
-            self.accelerator.init_trackers("residual_ppo", config={"omega_prime": args.omega_prime, "alpha_hat": args.alpha_hat})
+        self.reporting = TrainerReporting(
+            args, self._policy(), self.tokenizer, self.optimizer, self.lr_scheduler, trainer_callbacks,
+            self.accelerator.is_main_process, self.num_iterations,
+        )
 
     # ------------------------------------------------------------------ setup, in the order __init__ runs it
     def _setup_accelerator(self) -> None:
@@ -139,16 +182,15 @@ class ResidualPPOTrainer:
             gradient_accumulation_steps=args.gradient_accumulation_steps,
             mixed_precision=mixed_precision,
             cpu=args.use_cpu,
-            log_with=_tracker(args),
-            project_dir=args.output_dir,
         )
+        check_world_size(self.accelerator.num_processes, "ppo")
         set_seed(args.seed)  # before any weight is initialized (value head, LoRA adapters)
 
     def _setup_policy_and_critic(self, model, model_path, peft_config):
         """The policy (LoRA adapters under ``peft_config``) and the critic (gae only; a copy of the base trunk)."""
         from transformers import AutoModelForCausalLM
 
-        init = dict(self.args.model_init_kwargs or {})
+        init = float32_init_kwargs(self.args.model_init_kwargs)
         policy = AutoModelForCausalLM.from_pretrained(model_path, **init) if model_path is not None else model
         policy.config.use_cache = False
         # RLOO / GRPO take their baseline from the other completions of the prompt: no critic at all.
@@ -165,17 +207,18 @@ class ResidualPPOTrainer:
             policy = get_peft_model(policy, peft_config)
         return policy, critic
 
-    def _setup_reference(self, ref_model, model_path, policy) -> None:
-        """π_ref, frozen: ``ref_model``, else ``ref_model_path``, else the policy's starting weights.
+    def _setup_reference(self, ref_model, model_path, policy):
+        """π_ref (returned, placed by :meth:`_place_frozen_models`): ``ref_model``, else ``ref_model_path``, else the
+        policy's starting weights.
 
         Under LoRA there is no second copy: π_ref is the policy with its adapters disabled (:meth:`_reference`).
         """
+        self.ref_model = None
         if self.is_peft:
-            self.ref_model = None
-            return
+            return None
         from transformers import AutoModelForCausalLM
 
-        init = dict(self.args.model_init_kwargs or {})
+        init = float32_init_kwargs(self.args.model_init_kwargs)
         if ref_model is None:
             if self.args.ref_model_path is not None:
                 ref_model = AutoModelForCausalLM.from_pretrained(self.args.ref_model_path, **init)
@@ -185,31 +228,43 @@ class ResidualPPOTrainer:
                 ref_model = copy.deepcopy(policy)
         elif isinstance(ref_model, (str, os.PathLike)):
             ref_model = AutoModelForCausalLM.from_pretrained(ref_model, **init)
-        ref_model.requires_grad_(False).eval()
-        self.ref_model = ref_model.to(self.accelerator.device)
+        return ref_model
 
     def _setup_reward_model(self, reward_model, reward_processing_class) -> None:
-        """r_R from a sequence-classification model (a path, or an object with its tokenizer)."""
+        """r_R from a sequence-classification model (a path, loaded with ``model_init_kwargs``, or an object with its
+        tokenizer)."""
         if isinstance(reward_model, (str, os.PathLike)):
-            self.reward_source = RewardModelScorer.from_pretrained(reward_model)
+            init = float32_init_kwargs(self.args.model_init_kwargs)
+            self.reward_source = RewardModelScorer.from_pretrained(reward_model, **init)
         else:
             self.reward_source = RewardModelScorer(reward_model, reward_processing_class)
-        self.reward_source.model.to(self.accelerator.device)
 
-    def _setup_data(self, train_dataset) -> None:
-        """Tokenized prompts and the run length: ``max_steps`` iterations, else enough to cover ``total_episodes``."""
+    def _place_frozen_models(self, ref_model) -> None:
+        """Reference and reward model, frozen, placed as TRL places them (ZeRO-3 / FSDP: sharded)."""
+        if ref_model is not None:
+            self.ref_model = prepare_frozen_model(ref_model, self.accelerator)
+        if isinstance(self.reward_source, RewardModelScorer):
+            self.reward_source.model = prepare_frozen_model(self.reward_source.model, self.accelerator)
+            self.reward_source.device = self.accelerator.device
+
+    def _setup_data(self, train_dataset, eval_dataset=None) -> None:
+        """Tokenized prompts and the run length: ``max_steps`` iterations, else enough to cover ``total_episodes``
+        (default, as in TRL: ``num_train_epochs`` passes over the dataset)."""
         args = self.args
         self.train_dataset = self._tokenize(train_dataset)
+        self.eval_dataset = self._tokenize(eval_dataset) if eval_dataset is not None else None
         world = self.accelerator.num_processes
-        total_episodes = args.total_episodes or len(train_dataset) * args.num_generations
+        total_episodes = args.total_episodes or max(1, int(args.num_train_epochs * len(train_dataset))) * args.num_generations
         self.num_iterations = (
             args.max_steps if args.max_steps and args.max_steps > 0 else max(1, math.ceil(total_episodes / (args.local_batch_size * world)))
         )
         self.num_optimizer_steps = self.num_iterations * args.num_ppo_epochs * args.num_mini_batches
 
     def _setup_optimization(self, policy, critic) -> None:
-        """One module (policy + critic), activation checkpointing, AdamW over what trains, the LR schedule; prepared."""
-        from transformers import get_scheduler
+        """One module (policy + critic), activation checkpointing, ``args.optim`` over what trains, the LR schedule
+        (``lr_scheduler_type`` with ``lr_scheduler_kwargs``); prepared."""
+        from transformers import Trainer, get_scheduler
+        from transformers.trainer_pt_utils import get_parameter_names
 
         args = self.args
         self.model = PolicyAndCritic(policy, critic)
@@ -218,12 +273,19 @@ class ResidualPPOTrainer:
         )
         if getattr(args, "activation_checkpointing", False) or args.gradient_checkpointing:
             self.model.gradient_checkpointing_enable(self._checkpointing_kwargs)
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(
-            params, lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2), eps=args.adam_epsilon, weight_decay=args.weight_decay, foreach=True
-        )
+        # Trainer's rule: no weight decay on biases and norm weights; Trainer's optimizer for ``optim``.
+        no_decay_patterns = [r"bias", r"layernorm", r"rmsnorm", r"(?:^|\.)norm(?:$|\.)", r"_norm(?:$|\.)"]
+        decay = set(get_parameter_names(self.model, [torch.nn.LayerNorm], no_decay_patterns))
+        trainable = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
+        groups = [
+            {"params": [p for n, p in trainable if n in decay], "weight_decay": args.weight_decay},
+            {"params": [p for n, p in trainable if n not in decay], "weight_decay": 0.0},
+        ]
+        optimizer_cls, optimizer_kwargs = Trainer.get_optimizer_cls_and_kwargs(args, self.model)
+        optimizer = optimizer_cls([g for g in groups if g["params"]], **optimizer_kwargs)
         scheduler = get_scheduler(
-            args.lr_scheduler_type, optimizer, num_warmup_steps=args.get_warmup_steps(self.num_optimizer_steps), num_training_steps=self.num_optimizer_steps
+            args.lr_scheduler_type, optimizer, num_warmup_steps=args.get_warmup_steps(self.num_optimizer_steps),
+            num_training_steps=self.num_optimizer_steps, scheduler_specific_kwargs=args.lr_scheduler_kwargs or None,
         )
         # The scheduler is stepped by hand once per optimizer step: accelerate's prepared scheduler would step
         # num_processes times per call (it assumes the dataloader was sharded), ending the schedule early.
@@ -267,7 +329,10 @@ class ResidualPPOTrainer:
         return indices
 
     def _prompt_batch(self, iteration: int) -> dict:
-        rows = self.train_dataset.select(self._prompt_indices(iteration))
+        return self._prompt_rows(self.train_dataset, self._prompt_indices(iteration))
+
+    def _prompt_rows(self, dataset, indices: list[int]) -> dict:
+        rows = dataset.select(indices)
         ids = [torch.tensor(x, dtype=torch.long) for x in rows["prompt_input_ids"]]
         input_ids = pad(ids, padding_value=self.tokenizer.pad_token_id, padding_side="left")
         attention_mask = pad([torch.ones_like(x) for x in ids], padding_value=0, padding_side="left")
@@ -300,12 +365,15 @@ class ResidualPPOTrainer:
         prompt_mask = batch["attention_mask"].to(device)
         g = torch.Generator(device=device).manual_seed(args.seed * 7919 + iteration * 104_729 + self.accelerator.process_index)
         # TRL's unwrap_model_for_generation: plain module under DDP, gathered parameters under DeepSpeed ZeRO-3.
-        with unwrap_model_for_generation(self.model, self.accelerator, gradient_checkpointing_kwargs=self._checkpointing_kwargs) as unwrapped:
+        with unwrap_model_for_generation(
+            self.model, self.accelerator, gather_deepspeed3_params=args.ds3_gather_for_generation,
+            gradient_checkpointing_kwargs=self._checkpointing_kwargs,
+        ) as unwrapped:
             policy, critic = unwrapped.policy, unwrapped.critic  # critic: None for rloo / grpo
             policy.eval()
             with self.accelerator.autocast():
                 sampled = sample_completions(
-                    policy, prompt_ids, prompt_mask, args.response_length, self.tokenizer.eos_token_id,
+                    policy, prompt_ids, prompt_mask, args.response_length, self.stop_token_id,
                     self.tokenizer.pad_token_id, g, suppress_token_ids=args.suppress_token_ids,
                 )
             completion_ids, mask = sampled.completion_ids, sampled.completion_mask
@@ -329,17 +397,7 @@ class ResidualPPOTrainer:
         ref_logprobs = torch.cat(ref_logprobs)
         values = torch.cat(values).float() if values else None
 
-        # r_R from the reward source, on text (and ids), TRL-style
-        prompts = batch["columns"]["prompt"]
-        texts = [self.tokenizer.decode(ids[m], skip_special_tokens=True) for ids, m in zip(completion_ids.cpu(), mask.cpu())]
-        conversational = bool(prompts) and isinstance(prompts[0], list)
-        completions = [[{"role": "assistant", "content": t}] for t in texts] if conversational else texts
-        extra = {k: v for k, v in batch["columns"].items() if k != "prompt"}
-        addon_scores, addon_parts = self.reward_source(
-            prompts=prompts, completions=completions, completion_ids=[ids[m].tolist() for ids, m in zip(completion_ids.cpu(), mask.cpu())], **extra
-        )
-        addon_scores = addon_scores.to(device)
-
+        addon_scores, addon_parts = self._addon_scores(batch["columns"], completion_ids, mask)
         rewards = token_level_rewards(addon_scores, sampled.logprobs, ref_logprobs, mask, self.coefficients)
         if args.whiten_rewards:
             rewards = whiten(rewards, mask, shift_mean=False)
@@ -350,7 +408,9 @@ class ResidualPPOTrainer:
             "reward/omega_prime_logp_ref": (args.omega_prime * ref_logprobs * fmask).sum(-1).mean(),
             "reward/alpha_hat_logp_policy": (args.alpha_hat * sampled.logprobs * fmask).sum(-1).mean(),
             "reward/total": rewards.sum(-1).mean(),
-            "objective/kl_to_ref": ((sampled.logprobs - ref_logprobs) * fmask).sum(-1).mean(),
+            "objective/kl_to_ref": (kl_estimate(sampled.logprobs, ref_logprobs, args.kl_estimator) * fmask)
+            .sum(-1)
+            .mean(),
             "objective/entropy": masked_mean(sampled.entropies, mask),
             "completion_length": fmask.sum(-1).mean(),
         }
@@ -392,6 +452,25 @@ class ResidualPPOTrainer:
         if args.whiten_advantages:
             advantages = whiten(advantages, mask)
         return advantages, returns
+
+    def _addon_scores(self, columns: dict, completion_ids: torch.Tensor, mask: torch.Tensor) -> tuple:
+        """r_R of each completion from the reward source, on text (and ids), TRL-style; minus
+        ``missing_eos_penalty`` for completions without an EOS (TRL's rule)."""
+        prompts = columns["prompt"]
+        ids_cpu, mask_cpu = completion_ids.cpu(), mask.cpu()
+        texts = [self.tokenizer.decode(ids[m], skip_special_tokens=True) for ids, m in zip(ids_cpu, mask_cpu)]
+        conversational = bool(prompts) and isinstance(prompts[0], list)
+        completions = [[{"role": "assistant", "content": t}] for t in texts] if conversational else texts
+        extra = {k: v for k, v in columns.items() if k != "prompt"}
+        ids_lists = [ids[m].tolist() for ids, m in zip(ids_cpu, mask_cpu)]
+        addon_scores, addon_parts = self.reward_source(
+            prompts=prompts, completions=completions, completion_ids=ids_lists, **extra
+        )
+        addon_scores = addon_scores.to(completion_ids.device)
+        if self.args.missing_eos_penalty is not None:
+            has_eos = ((completion_ids == self.tokenizer.eos_token_id) & mask.bool()).any(-1)
+            addon_scores = addon_scores - self.args.missing_eos_penalty * (~has_eos).to(addon_scores.dtype)
+        return addon_scores, addon_parts
 
     # ------------------------------------------------------------------ update
     def _update(self, rollout: dict, iteration: int) -> dict:
@@ -442,51 +521,115 @@ class ResidualPPOTrainer:
         return {k: v / max(count, 1) for k, v in totals.items()}
 
     # ------------------------------------------------------------------ loop
-    def train(self, resume_from_checkpoint: str | bool | None = None) -> list[dict]:
+    def _interval(self, steps: float) -> int:
+        """``logging_steps`` / ``save_steps`` in iterations; a value < 1 is a fraction of all iterations (TRL)."""
+        return max(1, math.ceil(self.num_iterations * steps)) if steps < 1 else int(steps)
+
+    def _iteration_stats(self, rollout: dict, update: dict, started: float) -> dict:
         args, accelerator = self.args, self.accelerator
+        stats = {}
+        for k, v in rollout["stats"].items():
+            stats[k] = accelerator.reduce(v.detach().float().reshape(()), "mean").item()
+        for k, v in update.items():
+            stats[k] = accelerator.reduce(torch.tensor(v, device=accelerator.device), "mean").item()
+        stats.update(
+            iteration=self.iteration,
+            episode=self.iteration * args.local_batch_size * accelerator.num_processes,
+            lr=self.lr_scheduler.get_last_lr()[0],
+            seconds_per_iteration=time.perf_counter() - started,
+        )
+        return stats
+
+    def train(self, resume_from_checkpoint: str | bool | None = None) -> list[dict]:
+        args = self.args
         resume = resume_from_checkpoint if resume_from_checkpoint is not None else args.resume_from_checkpoint
         if resume:
             self._load_checkpoint(resume)
-        progress = None
-        if accelerator.is_main_process and not args.disable_tqdm:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-            progress = Progress(TextColumn("[bold]PPO"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("{task.description}"))
-            progress.start()
-            task = progress.add_task("", total=self.num_iterations, completed=self.iteration)
+        logging_every, saving_every = self._interval(args.logging_steps), self._interval(args.save_steps)
+        sampling_every = None
+        if self.eval_dataset is not None and args.num_sample_generations > 0:
+            sampling_every = max(1, self.num_iterations // args.num_sample_generations)  # TRL's frequency
+        progress = self._progress_bar()
+        self.reporting.train_begin(self.iteration)
         try:
             while self.iteration < self.num_iterations:
                 started = time.perf_counter()
                 rollout = self._rollout(self._prompt_batch(self.iteration), self.iteration)
                 update = self._update(rollout, self.iteration)
                 self.iteration += 1
-                stats = {k: accelerator.reduce(v.detach().float().reshape(()), "mean").item() for k, v in rollout["stats"].items()}
-                stats.update({k: accelerator.reduce(torch.tensor(v, device=accelerator.device), "mean").item() for k, v in update.items()})
-                stats.update(
-                    iteration=self.iteration,
-                    episode=self.iteration * args.local_batch_size * accelerator.num_processes,
-                    lr=self.lr_scheduler.get_last_lr()[0],
-                    seconds_per_iteration=time.perf_counter() - started,
-                )
+                stats = self._iteration_stats(rollout, update, started)
                 self.log_history.append(stats)
-                if accelerator.is_main_process and (self.iteration % max(1, int(args.logging_steps)) == 0 or self.iteration == self.num_iterations):
-                    accelerator.log({k: v for k, v in stats.items() if isinstance(v, (int, float))}, step=self.iteration)
+                is_logging_step = self.iteration % logging_every == 0 or self.iteration == self.num_iterations
+                if args.logging_strategy != "no" and is_logging_step:
+                    self.reporting.log(self.iteration, {k: v for k, v in stats.items() if isinstance(v, (int, float))})
                     if progress is not None:
-                        progress.update(
-                            task,
-                            description=f"r_R {stats['reward/addon']:.3f}  KL {stats['objective/kl_to_ref']:.3f}  H {stats['objective/entropy']:.3f}",
-                        )
+                        summary = (f"r_R {stats['reward/addon']:.3f}  KL {stats['objective/kl_to_ref']:.3f}  "
+                                   f"H {stats['objective/entropy']:.3f}")
+                        progress[0].update(progress[1], description=summary)
                 if progress is not None:
-                    progress.advance(task)
+                    progress[0].advance(progress[1])
+                if sampling_every is not None and (self.iteration - 1) % sampling_every == 0:
+                    self.log_sample_completions()
                 for callback in self.callbacks:
                     callback(self, stats)
-                if args.save_strategy != "no" and args.save_steps and self.iteration % int(args.save_steps) == 0:
+                if args.save_strategy != "no" and self.iteration % saving_every == 0:
                     self.save_checkpoint()
+                if self.reporting.step_end(self.iteration):
+                    break
         finally:
             if progress is not None:
-                progress.stop()
-        accelerator.end_training()
+                progress[0].stop()
+        self.reporting.train_end()
+        # No accelerator.end_training(): it destroys the process group, and save_model after train() needs it.
         return self.log_history
+
+    def _progress_bar(self):
+        if not self.accelerator.is_main_process or self.args.disable_tqdm:
+            return None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        columns = (TextColumn("[bold]PPO"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        progress = Progress(*columns, TextColumn("{task.description}"))
+        progress.start()
+        return progress, progress.add_task("", total=self.num_iterations, completed=self.iteration)
+
+    @torch.no_grad()
+    def log_sample_completions(self) -> list[dict]:
+        """TRL's sample generations: greedy completions of the first ``per_device_eval_batch_size`` eval
+        prompts of each process, with their r_R, as a table: returned, written to
+        ``output_dir/completions/iteration-<n>.json`` and logged (key "completions", markdown) to ``report_to``."""
+        from accelerate.utils import gather_object
+
+        from rpg.utils.atomic import write_json_atomic
+
+        count = min(len(self.eval_dataset), self.args.per_device_eval_batch_size)
+        process, processes = self.accelerator.process_index, self.accelerator.num_processes
+        indices = [(process * count + i) % len(self.eval_dataset) for i in range(count)]
+        batch = self._prompt_rows(self.eval_dataset, indices)
+        device = self.accelerator.device
+        with unwrap_model_for_generation(
+            self.model, self.accelerator, gather_deepspeed3_params=self.args.ds3_gather_for_generation,
+            gradient_checkpointing_kwargs=self._checkpointing_kwargs,
+        ) as unwrapped:
+            unwrapped.policy.eval()
+            with self.accelerator.autocast():
+                sampled = sample_completions(
+                    unwrapped.policy, batch["input_ids"].to(device), batch["attention_mask"].to(device),
+                    self.args.response_length, self.stop_token_id, self.tokenizer.pad_token_id, greedy=True,
+                )
+            unwrapped.policy.train()
+        scores, _ = self._addon_scores(batch["columns"], sampled.completion_ids, sampled.completion_mask)
+        texts = [self.tokenizer.decode(ids[m], skip_special_tokens=True)
+                 for ids, m in zip(sampled.completion_ids.cpu(), sampled.completion_mask.cpu())]
+        rows = [{"prompt": p if isinstance(p, str) else json.dumps(p), "completion": t, "score": float(r)}
+                for p, t, r in zip(batch["columns"]["prompt"], texts, scores.tolist())]
+        rows = gather_object(rows) if processes > 1 else rows
+        if self.accelerator.is_main_process:
+            write_json_atomic(Path(self.args.output_dir) / "completions" / f"iteration-{self.iteration}.json", rows)
+            lines = ["| prompt | completion | score |", "|---|---|---|"]
+            lines += [f"| {r['prompt']} | {r['completion']} | {r['score']:.4f} |".replace("\n", " ") for r in rows]
+            self.reporting.log(self.iteration, {"completions": "\n".join(lines)})
+        return rows
 
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self) -> Path:
@@ -505,6 +648,7 @@ class ResidualPPOTrainer:
             staging.rename(final)
             self._rotate_checkpoints()
         accelerator.wait_for_everyone()
+        self.reporting.save(self.iteration)
         return final
 
     def _checkpoints(self) -> list[Path]:
@@ -535,15 +679,22 @@ class ResidualPPOTrainer:
         self.log_history = list(state["log_history"])
 
     def save_model(self, output_dir: str | Path | None = None) -> None:
-        """Policy (adapters only under LoRA) + tokenizer in ``output_dir``; gae's critic in ``output_dir/critic``."""
+        """Policy (adapters only under LoRA) + tokenizer in ``output_dir``; gae's critic in ``output_dir/critic``.
+
+        Every process takes part: ``accelerator.get_state_dict`` gathers the full weights under
+        DeepSpeed ZeRO-3 (which needs ``zero3_save_16bit_model: true``, as TRL's zero3 config has) and
+        FSDP; the main process writes them. Under DDP / one process it is the plain state dict.
+        """
         output_dir = Path(output_dir or self.args.output_dir)
         self.accelerator.wait_for_everyone()
+        state_dict = self.accelerator.get_state_dict(self.model)
         if self.accelerator.is_main_process:
             unwrapped = self.accelerator.unwrap_model(self.model)
-            unwrapped.policy.save_pretrained(output_dir)
+            unwrapped.policy.save_pretrained(output_dir, state_dict=split_state_dict(state_dict, "policy"))
             self.tokenizer.save_pretrained(output_dir)
             if unwrapped.critic is not None:
-                unwrapped.critic.save_pretrained(output_dir / "critic")
+                unwrapped.critic.save_pretrained(output_dir / "critic", state_dict=split_state_dict(state_dict, "critic"))
+        self.accelerator.wait_for_everyone()
 
     @property
     def policy(self):
@@ -551,60 +702,47 @@ class ResidualPPOTrainer:
         return self._policy()
 
 
-def _tracker(args: ResidualPPOConfig) -> str | None:
-    """The accelerate tracker named by ``report_to`` (TensorBoard is the one supported), or None."""
-    return "tensorboard" if "tensorboard" in (args.report_to or []) else None
-
-
 def _check_inputs(
     args, train_dataset, model_path, reward_funcs, reward_model, reward_processing_class, ref_model, peft_config
 ) -> None:
     """The trainer's cheap checks (dataset, exactly one reward source, model paths), each one line."""
-    if train_dataset is None or "prompt" not in train_dataset.column_names:
-        columns = None if train_dataset is None else train_dataset.column_names
-        raise ValueError(f"the train dataset needs a 'prompt' column (TRL's prompt-only format); got columns {columns}")
-    if len(train_dataset) == 0:
-        raise ValueError("the train dataset is empty")
+    _check_prompt_dataset(train_dataset, "train dataset")
     if (reward_funcs is None) == (reward_model is None):
         raise ValueError("give exactly one reward source: reward_funcs (reward_funcs=...) or a reward model (reward_model_path=...)")
     if model_path is not None:
-        _check_model_path(model_path, "model_name_or_path")
+        check_model_path(model_path, "model_name_or_path")
     for name, path in (("ref_model_path", args.ref_model_path), ("value_model_path", args.value_model_path)):
         if path is not None:
-            _check_model_path(path, name)
+            check_model_path(path, name)
     if isinstance(reward_model, (str, os.PathLike)):
-        _check_model_path(reward_model, "reward_model_path")
+        check_model_path(reward_model, "reward_model_path")
     elif reward_model is not None and reward_processing_class is None:
         raise ValueError("pass reward_processing_class (the reward model's tokenizer) with a reward model object")
     if peft_config is not None and (ref_model is not None or args.ref_model_path is not None):
-        raise ValueError("with LoRA the reference is the base model (adapters disabled); do not pass ref_model")
+        raise ValueError(
+            "with LoRA the reference is the base model (adapters disabled); do not pass ref_model / ref_model_path"
+        )
 
 
-def _setup_tokenizer(processing_class, model_path):
-    """The given tokenizer, else the model's; it must have a pad token (prompts are left-padded)."""
+def _check_prompt_dataset(dataset, name: str) -> None:
+    if dataset is None or "prompt" not in dataset.column_names:
+        columns = None if dataset is None else dataset.column_names
+        raise ValueError(f"the {name} needs a 'prompt' column (TRL's prompt-only format); got columns {columns}")
+    if len(dataset) == 0:
+        raise ValueError(f"the {name} is empty")
+
+
+def _setup_tokenizer(processing_class, model_path, model_init_kwargs=None):
+    """The given tokenizer, else the model's (with the revision / trust_remote_code of ``model_init_kwargs``); it must
+    have a pad token (prompts are left-padded)."""
     if processing_class is None:
         from transformers import AutoTokenizer
 
         if model_path is None:
             raise ValueError("pass processing_class (the tokenizer) when the model is given as an object")
-        processing_class = AutoTokenizer.from_pretrained(model_path)
+        init = model_init_kwargs or {}
+        tokenizer_kwargs = {key: init[key] for key in ("revision", "trust_remote_code", "token") if key in init}
+        processing_class = AutoTokenizer.from_pretrained(model_path, **tokenizer_kwargs)
     if processing_class.pad_token_id is None:
         raise ValueError("the tokenizer has no pad token; set one first (e.g. tokenizer.pad_token = tokenizer.eos_token)")
     return processing_class
-
-
-def _check_model_path(path, name: str) -> None:
-    """Fail in one line on a model that is neither a local directory nor resolvable on the hub cache."""
-    if os.path.isdir(path):
-        if not (Path(path) / "config.json").exists():
-            raise ValueError(f"{name}={path!s} is a directory without config.json: not a transformers model")
-        return
-    if str(path).startswith(("/", "./", "../", "~", ".\\")) or os.path.isfile(path):
-        # Clearly a local path: say so at once instead of asking the hub about it.
-        raise ValueError(f"{name}={path!s}: no such model directory")
-    from transformers import AutoConfig
-
-    try:
-        AutoConfig.from_pretrained(path)
-    except Exception as error:  # OSError / ValueError / HF errors: one line, not a traceback
-        raise ValueError(f"{name}={path!s}: cannot load a model config ({type(error).__name__}: {str(error).splitlines()[0]})") from None

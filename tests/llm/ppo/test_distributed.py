@@ -42,6 +42,7 @@ WORKER = textwrap.dedent(
                                  train_dataset=world.prompt_dataset(repeats=4), reward_funcs=world.reward_functions())
     shard = trainer._prompt_indices(0)
     trainer.train()
+    trainer.save_model(out + "/saved")  # every process takes part (gathered state dict); rank 0 writes
     rank = trainer.accelerator.process_index
     model = trainer.accelerator.unwrap_model(trainer.model)
     torch.save({k: v.detach().cpu().clone() for k, v in model.state_dict().items()}, f"{out}/rank{rank}.pt")
@@ -82,6 +83,17 @@ def test_two_processes_shard_prompts_and_stay_in_sync(toy_world, tmp_path):
         torch.testing.assert_close(weights[1][name], value, rtol=0, atol=0, msg=name)
     moved = max((weights[0][name] - start[name]).abs().max().item() for name in start)
     assert moved > 1e-4
+    # the saved model is complete and loadable: exactly the trained policy and critic
+    from transformers import AutoModelForCausalLM
+
+    from rpg_llm.ppo.critic import CausalLMCritic
+
+    saved = AutoModelForCausalLM.from_pretrained(tmp_path / "saved").state_dict()
+    for name, value in saved.items():
+        torch.testing.assert_close(value, weights[0]["policy." + name], rtol=0, atol=0, msg=name)
+    critic = CausalLMCritic.from_pretrained(tmp_path / "saved" / "critic").state_dict()
+    for name, value in critic.items():
+        torch.testing.assert_close(value, weights[0]["critic." + name], rtol=0, atol=0, msg=name)
 
     # (3) the logged metrics are the process means: the same numbers on both ranks
     assert len(facts[0]["log"]) == len(facts[1]["log"]) == ARGS["max_steps"]

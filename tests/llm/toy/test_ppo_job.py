@@ -28,6 +28,7 @@ def _train(world, tmp_path, coefficients):
         per_device_train_batch_size=64, num_mini_batches=2, num_ppo_epochs=4, learning_rate=1e-3, lr_scheduler_type="constant",
         max_steps=40, vf_coef=0.5, lam=1.0, save_strategy="no", report_to=[], disable_tqdm=True, seed=0,
         suppress_token_ids=world.special_token_ids,  # one support: the target's content-only completions
+        stop_token="eos",  # the embedded default job's setting (the toy world ends completions at EOS)
     )
     trainer = ResidualPPOTrainer(args, str(world.prior_model_dir), processing_class=world.tokenizer,
                                  train_dataset=world.prompt_dataset(), reward_funcs=world.reward_functions())
