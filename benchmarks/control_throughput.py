@@ -56,8 +56,8 @@ import math
 import os
 import platform
 import resource
-import subprocess
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -117,7 +117,9 @@ def run_sb3(env: str, steps: int) -> dict:
     config = _config(env, steps)
     spec = get_env_spec(env)
     start = time.perf_counter()  # like rpg's train(): env and model construction are part of the run
-    vec = make_vec_env(spec.gym_id, n_envs=config.num_envs, seed=config.seed, vec_env_cls=DummyVecEnv, env_kwargs=dict(spec.gym_kwargs))
+    vec = make_vec_env(
+        spec.gym_id, n_envs=config.num_envs, seed=config.seed, vec_env_cls=DummyVecEnv, env_kwargs=dict(spec.gym_kwargs)
+    )
     vec = VecNormalize(vec, norm_obs=True, norm_reward=False, clip_obs=10.0, gamma=config.gamma)
     activation = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU, "elu": torch.nn.ELU}[config.activation]
     model = PPO(
@@ -195,11 +197,11 @@ def run_update(env: str, steps: int, legacy: bool = False) -> dict:
 
     torch.set_num_threads(1)
     import torch._dynamo  # imported by the first optimizer: an import, not update time
+    from control.legacy_ppo_update import legacy_make_optimizer, legacy_ppo_update
 
     from rpg_control.actor_critic import ActorCritic
     from rpg_control.algorithm import Rollout, make_optimizer, ppo_update, rpg_step_reward
     from rpg_control.envs import get_env_spec
-    from control.legacy_ppo_update import legacy_make_optimizer, legacy_ppo_update
 
     if legacy:
         make_optimizer, ppo_update = legacy_make_optimizer, legacy_ppo_update
@@ -234,9 +236,10 @@ def run_act(env: str, steps: int, legacy: bool = False) -> dict:
     import torch
 
     torch.set_num_threads(1)
+    from control.legacy_ppo_update import legacy_critic, legacy_sample
+
     from rpg_control.actor_critic import ActorCritic
     from rpg_control.envs import get_env_spec
-    from control.legacy_ppo_update import legacy_critic, legacy_sample
 
     config = _config(env, steps)
     spec = get_env_spec(env)
@@ -282,8 +285,13 @@ def run_gemm(env: str, steps: int) -> dict:
         torch.mm(a, b, out=out)
         times.append(time.perf_counter() - start)
     gflops = 2 * GEMM_SIZE**3 / min(times) / 1e9
-    return {"steps": 0, "seconds": min(times), "steps_per_second": gflops, "gflops": gflops,
-            "peak_rss_mb": _peak_rss_mb()}
+    return {
+        "steps": 0,
+        "seconds": min(times),
+        "steps_per_second": gflops,
+        "gflops": gflops,
+        "peak_rss_mb": _peak_rss_mb(),
+    }
 
 
 def update_gemm_flops_per_step(env: str) -> float:
@@ -376,7 +384,9 @@ def _in_subprocess(name: str, env: str, steps: int) -> dict:
 
 def _git_commit() -> str:
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent).stdout.strip()
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent
+        ).stdout.strip()
     except OSError:
         return "unknown"
 
@@ -513,18 +523,39 @@ def main(argv: list[str] | None = None) -> int:
         for repeat in range(args.repeats):
             for worker in workers:  # alternate so drifting machine load hits every contender alike
                 out = _in_subprocess(worker, env, args.steps)
-                for name, run in (out.items() if worker == "pieces" else [(worker, out)]):
+                for name, run in out.items() if worker == "pieces" else [(worker, out)]:
                     run["load_average"] = os.getloadavg()[0]
                     runs[name].append(run)
-                    print(f"{env:12s} {name:14s} repeat {repeat}: {run['steps_per_second']:9.0f} "
-                          f"{'GFLOP/s' if name == 'gemm peak' else 'steps/s'}  (load {run['load_average']:.1f})",
-                          file=sys.stderr)
+                    print(
+                        f"{env:12s} {name:14s} repeat {repeat}: {run['steps_per_second']:9.0f} "
+                        f"{'GFLOP/s' if name == 'gemm peak' else 'steps/s'}  (load {run['load_average']:.1f})",
+                        file=sys.stderr,
+                    )
         best = {name: _median_run(r) for name, r in runs.items()}
         sb3, raw = best["sb3"]["steps_per_second"], best["raw simulator"]["steps_per_second"]
         results[env] = {
-            "settings": {k: v for k, v in _config(env, args.steps).to_dict().items() if k in (
-                "num_envs", "steps_per_env", "num_minibatches", "num_epochs", "actor_hidden", "critic_hidden", "activation",
-                "init_std", "gamma", "gae_lambda", "clip_range", "value_clip_range", "value_coef", "max_grad_norm", "learning_rate")},
+            "settings": {
+                k: v
+                for k, v in _config(env, args.steps).to_dict().items()
+                if k
+                in (
+                    "num_envs",
+                    "steps_per_env",
+                    "num_minibatches",
+                    "num_epochs",
+                    "actor_hidden",
+                    "critic_hidden",
+                    "activation",
+                    "init_std",
+                    "gamma",
+                    "gae_lambda",
+                    "clip_range",
+                    "value_clip_range",
+                    "value_coef",
+                    "max_grad_norm",
+                    "learning_rate",
+                )
+            },
             "runs": runs,
             "best": best,  # the median run of each contender (steps_per_second: the median)
             "speedup_vs_sb3": {name: best[name]["steps_per_second"] / sb3 for name in best if name.startswith("rpg")},
@@ -538,7 +569,9 @@ def main(argv: list[str] | None = None) -> int:
                 "rpg native / sb3": _paired(runs["rpg native"], runs["sb3"]),
             },
             "act_speedup_vs_legacy": best["act alone"]["steps_per_second"] / best["act legacy"]["steps_per_second"],
-            "fraction_of_raw_simulator": {name: best[name]["steps_per_second"] / raw for name in best if name not in PIECES},
+            "fraction_of_raw_simulator": {
+                name: best[name]["steps_per_second"] / raw for name in best if name not in PIECES
+            },
             "machine_limit": machine_limit(best),
             "hardware_limit": hardware_limit(env, best),
         }
@@ -557,37 +590,75 @@ def main(argv: list[str] | None = None) -> int:
             elif name in PIECES:
                 table.add_row(env, name, f"{sps:,.0f}", "", "", "", f"{best['peak_rss_mb']:.0f}")
             else:
-                table.add_row(env, name, f"{sps:,.0f}", f"{sps / sb3:.2f}", f"{sps / raw:.0%}", f"{sps / limit:.0%}", f"{best['peak_rss_mb']:.0f}")
+                table.add_row(
+                    env,
+                    name,
+                    f"{sps:,.0f}",
+                    f"{sps / sb3:.2f}",
+                    f"{sps / raw:.0%}",
+                    f"{sps / limit:.0%}",
+                    f"{best['peak_rss_mb']:.0f}",
+                )
     Console().print(table)
 
     limits = Table(
         title="Limits: a serial trainer doing only raw sim + acting forward + PPO update; the update at GEMM peak"
     )
-    for column in ("env", "sim µs/step", "act µs/step", "update µs/step (legacy)", "update ×", "limit steps/s",
-                   "rpg native of limit", "SB3 of limit", "update of GEMM peak (legacy)"):
+    for column in (
+        "env",
+        "sim µs/step",
+        "act µs/step",
+        "update µs/step (legacy)",
+        "update ×",
+        "limit steps/s",
+        "rpg native of limit",
+        "SB3 of limit",
+        "update of GEMM peak (legacy)",
+    ):
         limits.add_column(column, justify="left" if column == "env" else "right")
     for env, result in results.items():
         m, hw = result["machine_limit"], result["hardware_limit"]
         limits.add_row(
-            env, f"{m['sim_seconds_per_step'] * 1e6:.1f}", f"{m['act_seconds_per_step'] * 1e6:.1f}",
+            env,
+            f"{m['sim_seconds_per_step'] * 1e6:.1f}",
+            f"{m['act_seconds_per_step'] * 1e6:.1f}",
             f"{m['update_seconds_per_step'] * 1e6:.1f} ({m['update_legacy_seconds_per_step'] * 1e6:.1f})",
-            f"{result['update_speedup_vs_legacy']:.2f}×", f"{m['limit_steps_per_second']:,.0f}",
-            f"{m['fraction_of_limit']['rpg native']:.0%}", f"{m['fraction_of_limit']['sb3']:.0%}",
+            f"{result['update_speedup_vs_legacy']:.2f}×",
+            f"{m['limit_steps_per_second']:,.0f}",
+            f"{m['fraction_of_limit']['rpg native']:.0%}",
+            f"{m['fraction_of_limit']['sb3']:.0%}",
             f"{hw['fraction_of_gemm_peak']['update alone']:.0%} ({hw['fraction_of_gemm_peak']['update legacy']:.0%})",
         )
     Console().print(limits)
 
     payload = {
         "benchmark": "control_throughput",
-        "command": " ".join(["OMP_NUM_THREADS=1", Path(sys.executable).name, "benchmarks/control_throughput.py",
-                             *(argv if argv is not None else sys.argv[1:])]),
+        "command": " ".join(
+            [
+                "OMP_NUM_THREADS=1",
+                Path(sys.executable).name,
+                "benchmarks/control_throughput.py",
+                *(argv if argv is not None else sys.argv[1:]),
+            ]
+        ),
         "commit": _git_commit(),
         "started_utc": started,
         "wall_seconds": time.perf_counter() - wall,
-        "machine": {"cpu": _cpu_model(), "cpus": os.cpu_count(), "load_average_before": load_before,
-                    "load_average_after": os.getloadavg(), "threads": 1, "shared": True},
-        "versions": {"python": platform.python_version(), "torch": torch.__version__, "mujoco": mujoco.__version__,
-                     "stable_baselines3": stable_baselines3.__version__, "numpy": np.__version__},
+        "machine": {
+            "cpu": _cpu_model(),
+            "cpus": os.cpu_count(),
+            "load_average_before": load_before,
+            "load_average_after": os.getloadavg(),
+            "threads": 1,
+            "shared": True,
+        },
+        "versions": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "mujoco": mujoco.__version__,
+            "stable_baselines3": stable_baselines3.__version__,
+            "numpy": np.__version__,
+        },
         "steps_per_run": args.steps,
         "repeats": args.repeats,
         "statistic": "median of the repeats",

@@ -8,7 +8,8 @@ Same locally built Llama, same preference batch, same optimizer; a full training
 process and their steps are interleaved one by one (in rotating order), so drift in machine load hits both alike;
 the report is the median step time and its ratio to TRL's. Memory: on CUDA the peak allocated
 memory of each trainer's steps (in process); on CPU the peak RSS growth during training steps,
-measured in a fresh child process per trainer (a thread samples the resident set while steps run). Writes ``benchmarks/results/llm_dpo_vs_trl.json``.
+measured in a fresh child process per trainer (a thread samples the resident set while steps run).
+Writes ``benchmarks/results/llm_dpo_vs_trl.json``.
 """
 
 from __future__ import annotations
@@ -56,30 +57,47 @@ def parse_args(argv=None):
 
 
 def build_trainer(variant: str, workdir: Path, args):
+    from llm.tiny_lm import random_preference_dataset
     from transformers import AutoTokenizer
     from trl import DPOConfig, DPOTrainer
 
     from rpg_llm.dpo.config import DecoupledDPOConfig
-    from rpg_llm.precision import bf16_supported_on_device
     from rpg_llm.dpo.trainer import DecoupledDPOTrainer
-
-    from llm.tiny_lm import random_preference_dataset
+    from rpg_llm.precision import bf16_supported_on_device
 
     kind, config = VARIANTS[variant]
-    common = dict(output_dir=str(workdir / variant), per_device_train_batch_size=args.pairs, report_to="none",
-                  gradient_checkpointing=False, save_strategy="no", learning_rate=1e-5, seed=0,
-                  disable_tqdm=True, **config)
+    common = dict(
+        output_dir=str(workdir / variant),
+        per_device_train_batch_size=args.pairs,
+        report_to="none",
+        gradient_checkpointing=False,
+        save_strategy="no",
+        learning_rate=1e-5,
+        seed=0,
+        disable_tqdm=True,
+        **config,
+    )
     if kind == "trl":
         trainer_args = DPOConfig(bf16=bf16_supported_on_device(), **common)
         trainer_class = DPOTrainer
     else:
         trainer_args = DecoupledDPOConfig(**common)
         trainer_class = DecoupledDPOTrainer
-    dataset = random_preference_dataset(args.pairs, num_words=args.words, prompt_length=args.length,
-                                        max_completion_length=args.length, seed=0, with_labels=True)
+    dataset = random_preference_dataset(
+        args.pairs,
+        num_words=args.words,
+        prompt_length=args.length,
+        max_completion_length=args.length,
+        seed=0,
+        with_labels=True,
+    )
     model_dir = workdir / "model"
-    trainer = trainer_class(str(model_dir), args=trainer_args, train_dataset=dataset,
-                            processing_class=AutoTokenizer.from_pretrained(model_dir))
+    trainer = trainer_class(
+        str(model_dir),
+        args=trainer_args,
+        train_dataset=dataset,
+        processing_class=AutoTokenizer.from_pretrained(model_dir),
+    )
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(args.pairs)])
     batch = {key: value.to(trainer.accelerator.device) for key, value in batch.items()}
     optimizer = torch.optim.AdamW([p for p in trainer.model.parameters() if p.requires_grad], lr=1e-5)
@@ -138,6 +156,7 @@ def main(argv=None) -> int:
         return 0
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     from llm.tiny_lm import build_tiny_causal_lm
+
     from rpg.utils.atomic import write_text_atomic
     from rpg_llm.report import provenance
 
@@ -146,15 +165,16 @@ def main(argv=None) -> int:
     facts = provenance(["python benchmarks/llm_dpo_vs_trl.py", *(argv if argv is not None else sys.argv[1:])])
     with tempfile.TemporaryDirectory(prefix="llm_dpo_bench_") as tmp:
         workdir = Path(tmp)
-        build_tiny_causal_lm(workdir / "model", num_words=args.words, hidden_size=args.hidden_size,
-                             num_layers=args.layers, seed=0)
+        build_tiny_causal_lm(
+            workdir / "model", num_words=args.words, hidden_size=args.hidden_size, num_layers=args.layers, seed=0
+        )
         trainers = {name: build_trainer(name, workdir, args) for name in VARIANTS}
         times = {name: [] for name in VARIANTS}
         peak_cuda = {}
         names = list(trainers)
         for step in range(args.warmup + args.steps):
             # Interleaved one step each, the order rotating every step so no trainer always runs first.
-            for name in names[step % len(names):] + names[: step % len(names)]:
+            for name in names[step % len(names) :] + names[: step % len(names)]:
                 trainer, batch, optimizer = trainers[name]
                 if torch.cuda.is_available():
                     torch.cuda.reset_peak_memory_stats()
@@ -171,10 +191,25 @@ def main(argv=None) -> int:
         if not torch.cuda.is_available():
             for name in VARIANTS:
                 out = subprocess.run(
-                    [sys.executable, __file__, "--memory-child", name, "--workdir", str(workdir),
-                     "--pairs", str(args.pairs), "--words", str(args.words), "--length", str(args.length),
-                     "--warmup", str(args.warmup)],
-                    capture_output=True, text=True, check=True,
+                    [
+                        sys.executable,
+                        __file__,
+                        "--memory-child",
+                        name,
+                        "--workdir",
+                        str(workdir),
+                        "--pairs",
+                        str(args.pairs),
+                        "--words",
+                        str(args.words),
+                        "--length",
+                        str(args.length),
+                        "--warmup",
+                        str(args.warmup),
+                    ],
+                    capture_output=True,
+                    text=True,
+                    check=True,
                 )
                 memory[name] = json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -182,14 +217,19 @@ def main(argv=None) -> int:
     rows = {}
     for name in VARIANTS:
         median = statistics.median(times[name])
-        row = {"median_step_seconds": median, "time_ratio_vs_trl": median / statistics.median(times[baseline]),
-               "steps_timed": len(times[name])}
+        row = {
+            "median_step_seconds": median,
+            "time_ratio_vs_trl": median / statistics.median(times[baseline]),
+            "steps_timed": len(times[name]),
+        }
         if torch.cuda.is_available():
             row["peak_cuda_bytes"] = peak_cuda[name]
             row["memory_ratio_vs_trl"] = peak_cuda[name] / peak_cuda[baseline]
         else:
-            row.update(rss_growth_bytes=memory[name]["rss_growth_bytes"],
-                       rss_growth_ratio_vs_trl=memory[name]["rss_growth_bytes"] / memory[baseline]["rss_growth_bytes"])
+            row.update(
+                rss_growth_bytes=memory[name]["rss_growth_bytes"],
+                rss_growth_ratio_vs_trl=memory[name]["rss_growth_bytes"] / memory[baseline]["rss_growth_bytes"],
+            )
         rows[name] = row
     facts.update(
         {
@@ -198,24 +238,33 @@ def main(argv=None) -> int:
             "seed": 0,
             "model": f"Llama hidden={args.hidden_size} layers={args.layers} vocab={args.words + 4}",
             "batch": f"{args.pairs} pairs, prompt {args.length} tokens, completions 1..{args.length} tokens (+EOS)",
-            "steps": args.steps, "warmup": args.warmup,
+            "steps": args.steps,
+            "warmup": args.warmup,
             "wall_seconds": round(time.perf_counter() - started, 1),
         }
     )
-    result = {"provenance": facts, "baseline": baseline, "variants": {k: VARIANTS[k][1] for k in VARIANTS},
-              "results": rows}
+    result = {
+        "provenance": facts,
+        "baseline": baseline,
+        "variants": {k: VARIANTS[k][1] for k in VARIANTS},
+        "results": rows,
+    }
     output = Path(args.output)
     write_text_atomic(output, json.dumps(result, indent=1, default=str))
 
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"DecoupledDPOTrainer vs TRL DPOTrainer (sigmoid), {facts['device']}, median of {args.steps} steps")
+    table = Table(
+        title=f"DecoupledDPOTrainer vs TRL DPOTrainer (sigmoid), {facts['device']}, median of {args.steps} steps"
+    )
     for heading in ("variant", "s/step", "time ratio vs TRL", "peak memory ratio vs TRL"):
         table.add_column(heading)
     for name, row in rows.items():
         memory_ratio = row.get("memory_ratio_vs_trl", row.get("rss_growth_ratio_vs_trl"))
-        table.add_row(name, f"{row['median_step_seconds']:.4f}", f"{row['time_ratio_vs_trl']:.3f}", f"{memory_ratio:.3f}")
+        table.add_row(
+            name, f"{row['median_step_seconds']:.4f}", f"{row['time_ratio_vs_trl']:.3f}", f"{memory_ratio:.3f}"
+        )
     Console(width=120).print(table)
     print(f"wrote {output}")
     return 0

@@ -35,17 +35,30 @@ def run_rpg(assets: str, s: dict, marks: list[float]) -> None:
 
     dataset = load_dataset("json", data_files=os.path.join(assets, "prompts.jsonl"), split="train")
     args = ResidualPPOConfig(
-        output_dir=os.path.join(assets, "out-rpg"), kl_coef=s["kl_coef"], response_length=s["response_length"],
+        output_dir=os.path.join(assets, "out-rpg"),
+        kl_coef=s["kl_coef"],
+        response_length=s["response_length"],
         per_device_train_batch_size=s["per_device_train_batch_size"],
         # rpg: rollout = per_device × accumulation × num_mini_batches
         gradient_accumulation_steps=s["rollout_batch"] // (s["per_device_train_batch_size"] * s["num_mini_batches"]),
-        num_mini_batches=s["num_mini_batches"], num_ppo_epochs=s["num_ppo_epochs"], learning_rate=s["learning_rate"],
-        local_rollout_forward_batch_size=s["local_rollout_forward_batch_size"], vf_coef=s["vf_coef"], max_steps=s["iterations"],
-        save_strategy="no", report_to=[], disable_tqdm=True, seed=0, use_cpu=s["use_cpu"],
+        num_mini_batches=s["num_mini_batches"],
+        num_ppo_epochs=s["num_ppo_epochs"],
+        learning_rate=s["learning_rate"],
+        local_rollout_forward_batch_size=s["local_rollout_forward_batch_size"],
+        vf_coef=s["vf_coef"],
+        max_steps=s["iterations"],
+        save_strategy="no",
+        report_to=[],
+        disable_tqdm=True,
+        seed=0,
+        use_cpu=s["use_cpu"],
         stop_token="eos",  # as the TRL side: completions end at EOS (rpg, like TRL, samples the full length otherwise)
     )
     trainer = ResidualPPOTrainer(
-        args, os.path.join(assets, "policy"), train_dataset=dataset, reward_model=os.path.join(assets, "reward"),
+        args,
+        os.path.join(assets, "policy"),
+        train_dataset=dataset,
+        reward_model=os.path.join(assets, "reward"),
         callbacks=[lambda trainer, stats: marks.append((time.perf_counter(), time.process_time()))],
     )
     marks.append((time.perf_counter(), time.process_time()))
@@ -61,14 +74,27 @@ def run_trl(assets: str, s: dict, marks: list[float]) -> None:
     dataset = load_dataset("json", data_files=os.path.join(assets, "prompts.jsonl"), split="train")
     dataset = dataset.map(lambda row: {"input_ids": tokenizer(row["prompt"])["input_ids"]}, remove_columns=["prompt"])
     args = PPOConfig(
-        output_dir=os.path.join(assets, "out-trl"), kl_coef=s["kl_coef"], response_length=s["response_length"],
+        output_dir=os.path.join(assets, "out-trl"),
+        kl_coef=s["kl_coef"],
+        response_length=s["response_length"],
         per_device_train_batch_size=s["per_device_train_batch_size"],
         # TRL 1.12: rollout = per_device × accumulation; each of num_mini_batches holds rollout / num_mini_batches rows
         gradient_accumulation_steps=s["rollout_batch"] // s["per_device_train_batch_size"],
-        num_mini_batches=s["num_mini_batches"], num_ppo_epochs=s["num_ppo_epochs"], learning_rate=s["learning_rate"],
-        local_rollout_forward_batch_size=s["local_rollout_forward_batch_size"], vf_coef=s["vf_coef"],
-        total_episodes=s["rollout_batch"] * s["iterations"], stop_token="eos", num_sample_generations=0, save_strategy="no",
-        report_to=[], disable_tqdm=True, seed=0, bf16=False, use_cpu=s["use_cpu"], missing_eos_penalty=None,
+        num_mini_batches=s["num_mini_batches"],
+        num_ppo_epochs=s["num_ppo_epochs"],
+        learning_rate=s["learning_rate"],
+        local_rollout_forward_batch_size=s["local_rollout_forward_batch_size"],
+        vf_coef=s["vf_coef"],
+        total_episodes=s["rollout_batch"] * s["iterations"],
+        stop_token="eos",
+        num_sample_generations=0,
+        save_strategy="no",
+        report_to=[],
+        disable_tqdm=True,
+        seed=0,
+        bf16=False,
+        use_cpu=s["use_cpu"],
+        missing_eos_penalty=None,
     )
 
     class Marks(TrainerCallback):
@@ -79,8 +105,16 @@ def run_trl(assets: str, s: dict, marks: list[float]) -> None:
     ref = AutoModelForCausalLM.from_pretrained(os.path.join(assets, "policy"))
     reward = AutoModelForSequenceClassification.from_pretrained(os.path.join(assets, "reward"), num_labels=1)
     value = AutoModelForSequenceClassification.from_pretrained(os.path.join(assets, "reward"), num_labels=1)
-    trainer = PPOTrainer(args=args, processing_class=tokenizer, model=policy, ref_model=ref, reward_model=reward,
-                         value_model=value, train_dataset=dataset, callbacks=[Marks()])
+    trainer = PPOTrainer(
+        args=args,
+        processing_class=tokenizer,
+        model=policy,
+        ref_model=ref,
+        reward_model=reward,
+        value_model=value,
+        train_dataset=dataset,
+        callbacks=[Marks()],
+    )
     marks.append((time.perf_counter(), time.process_time()))
     trainer.train()
 
@@ -112,16 +146,21 @@ def main() -> None:
     # unaffected by other jobs on a shared machine; wall time is what a user waits).
     times = [b[0] - a[0] for a, b in zip(marks, marks[1:])]
     cpu_times = [b[1] - a[1] for a, b in zip(marks, marks[1:])]
-    print("RESULT " + json.dumps({
-        "impl": cli.impl,
-        "iteration_seconds": times,
-        "iteration_cpu_seconds": cpu_times,
-        "peak_rss_mib": peak_rss_mib(),
-        "rss_at_start_mib": rss_before,
-        "rss_after_imports_mib": rss_imported,
-        "torch": torch.__version__,
-        "versions": _versions(),
-    }))
+    print(
+        "RESULT "
+        + json.dumps(
+            {
+                "impl": cli.impl,
+                "iteration_seconds": times,
+                "iteration_cpu_seconds": cpu_times,
+                "peak_rss_mib": peak_rss_mib(),
+                "rss_at_start_mib": rss_before,
+                "rss_after_imports_mib": rss_imported,
+                "torch": torch.__version__,
+                "versions": _versions(),
+            }
+        )
+    )
 
 
 def _versions() -> dict:

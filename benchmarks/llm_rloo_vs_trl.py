@@ -30,14 +30,28 @@ IMPLS = ("rpg-rloo", "trl-rloo", "rpg-gae")
 
 
 def run_worker(impl: str, assets: Path, settings: dict) -> dict:
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
-               PYTHONPATH=str(ROOT))
-    command = [sys.executable, str(HERE / "llm_rloo_worker.py"), "--impl", impl, "--assets", str(assets),
-               "--settings", json.dumps(settings)]
+    env = dict(
+        os.environ,
+        OMP_NUM_THREADS="1",
+        MKL_NUM_THREADS="1",
+        HF_HUB_OFFLINE="1",
+        TOKENIZERS_PARALLELISM="false",
+        PYTHONPATH=str(ROOT),
+    )
+    command = [
+        sys.executable,
+        str(HERE / "llm_rloo_worker.py"),
+        "--impl",
+        impl,
+        "--assets",
+        str(assets),
+        "--settings",
+        json.dumps(settings),
+    ]
     out = subprocess.run(command, capture_output=True, text=True, env=env)
     for line in out.stdout.splitlines():
         if line.startswith("RESULT "):
-            return json.loads(line[len("RESULT "):])
+            return json.loads(line[len("RESULT ") :])
     raise RuntimeError(f"{impl} worker failed:\n{out.stderr[-3000:]}")
 
 
@@ -59,8 +73,11 @@ def summarize(results: list[dict], warmup: int) -> dict:
 
 def ratios(summary: dict) -> dict:
     rpg, trl, gae = summary["rpg-rloo"], summary["trl-rloo"], summary["rpg-gae"]
-    wall, cpu, pooled = ("best_run_median_seconds_per_iteration", "best_run_median_cpu_seconds_per_iteration",
-                         "median_seconds_per_iteration")
+    wall, cpu, pooled = (
+        "best_run_median_seconds_per_iteration",
+        "best_run_median_cpu_seconds_per_iteration",
+        "median_seconds_per_iteration",
+    )
     return {
         "time_rpg_rloo_over_trl_rloo": rpg[wall] / trl[wall],
         "cpu_time_rpg_rloo_over_trl_rloo": rpg[cpu] / trl[cpu],
@@ -95,8 +112,10 @@ def markdown(payload: dict) -> str:
     for impl in IMPLS:
         x = s[impl]
         wall, cpu = x["best_run_median_seconds_per_iteration"], x["best_run_median_cpu_seconds_per_iteration"]
-        lines.append(f"| {impl} | {wall:.3f} | {cpu:.3f} | {x['training_peak_rss_mib']:.1f} | {x['peak_rss_mib']:.1f} "
-                     f"| {x['trainable_parameters']:,} |")
+        lines.append(
+            f"| {impl} | {wall:.3f} | {cpu:.3f} | {x['training_peak_rss_mib']:.1f} | {x['peak_rss_mib']:.1f} "
+            f"| {x['trainable_parameters']:,} |"
+        )
     lines += [
         "",
         f"- time rpg rloo / TRL rloo: **{r['time_rpg_rloo_over_trl_rloo']:.2f}×** wall (best runs), "
@@ -134,20 +153,31 @@ def main(argv: list[str] | None = None) -> int:
     from rpg.utils.atomic import write_json_atomic, write_text_atomic
     from rpg.utils.provenance import provenance
 
-    settings = dict(beta=0.05, num_generations=4, prompts_per_step=8, response_length=cli.response_length,
-                    per_device_train_batch_size=8, learning_rate=1e-5, iterations=cli.iterations, threads=1)
+    settings = dict(
+        beta=0.05,
+        num_generations=4,
+        prompts_per_step=8,
+        response_length=cli.response_length,
+        per_device_train_batch_size=8,
+        learning_rate=1e-5,
+        iterations=cli.iterations,
+        threads=1,
+    )
     runs: dict[str, list[dict]] = {impl: [] for impl in IMPLS}
     with tempfile.TemporaryDirectory() as tmp:
         assets = Path(tmp)
         described = build_assets(assets)
         for repeat in range(cli.repeats):
-            order = IMPLS[repeat % 3:] + IMPLS[: repeat % 3]  # each side takes each slot in turn
+            order = IMPLS[repeat % 3 :] + IMPLS[: repeat % 3]  # each side takes each slot in turn
             for impl in order:
                 result = run_worker(impl, assets, settings)
                 runs[impl].append(result)
-                print(f"{impl}: {statistics.median(result['iteration_seconds'][cli.warmup:]):.3f} s/iteration wall, "
-                      f"{statistics.median(result['iteration_cpu_seconds'][cli.warmup:]):.3f} s CPU, "
-                      f"peak RSS {result['peak_rss_mib']:.0f} MiB", flush=True)
+                print(
+                    f"{impl}: {statistics.median(result['iteration_seconds'][cli.warmup :]):.3f} s/iteration wall, "
+                    f"{statistics.median(result['iteration_cpu_seconds'][cli.warmup :]):.3f} s CPU, "
+                    f"peak RSS {result['peak_rss_mib']:.0f} MiB",
+                    flush=True,
+                )
     summary = {impl: summarize(results, cli.warmup) for impl, results in runs.items()}
     command = [sys.executable, "benchmarks/llm_rloo_vs_trl.py", *(argv if argv is not None else sys.argv[1:])]
     facts = {"seed": 0, "repeats": cli.repeats, "iterations": cli.iterations, "warmup_dropped": cli.warmup}
@@ -159,9 +189,9 @@ def main(argv: list[str] | None = None) -> int:
         "ratios": ratios(summary),
         "target": "rpg rloo time <= 0.8x TRL's RLOOTrainer",
         "note": "One iteration = one rollout of prompts_per_step × num_generations completions and one optimizer "
-                "step. TRL scores the sampled tokens again with a no-grad policy forward (old log-probs); rpg keeps "
-                "the sampling log-probs. Memory is process RSS on CPU; 'training' = peak RSS minus RSS after "
-                "importing the side's stack (both sides run in the same environment).",
+        "step. TRL scores the sampled tokens again with a no-grad policy forward (old log-probs); rpg keeps "
+        "the sampling log-probs. Memory is process RSS on CPU; 'training' = peak RSS minus RSS after "
+        "importing the side's stack (both sides run in the same environment).",
         "load_average_at_end": os.getloadavg(),
         "runs": runs,
     }
@@ -169,10 +199,12 @@ def main(argv: list[str] | None = None) -> int:
     write_json_atomic(output, payload)
     write_text_atomic(output.with_suffix(".md"), markdown(payload))
     r = payload["ratios"]
-    print(f"rpg rloo / TRL rloo: {r['time_rpg_rloo_over_trl_rloo']:.2f}x wall, "
-          f"{r['cpu_time_rpg_rloo_over_trl_rloo']:.2f}x CPU, "
-          f"{r['training_peak_rss_rpg_rloo_over_trl_rloo']:.2f}x training peak RSS; rloo / gae training peak RSS "
-          f"{r['training_peak_rss_rloo_over_gae']:.2f}x -> {output}")
+    print(
+        f"rpg rloo / TRL rloo: {r['time_rpg_rloo_over_trl_rloo']:.2f}x wall, "
+        f"{r['cpu_time_rpg_rloo_over_trl_rloo']:.2f}x CPU, "
+        f"{r['training_peak_rss_rpg_rloo_over_trl_rloo']:.2f}x training peak RSS; rloo / gae training peak RSS "
+        f"{r['training_peak_rss_rloo_over_gae']:.2f}x -> {output}"
+    )
     return 0
 
 

@@ -37,17 +37,30 @@ def run_rpg(assets: str, s: dict, marks: list, parameters: dict, estimator: str)
     dataset = load_dataset("json", data_files=os.path.join(assets, "prompts.jsonl"), split="train")
     completions = s["prompts_per_step"] * s["num_generations"]
     args = ResidualPPOConfig(
-        output_dir=os.path.join(assets, f"out-rpg-{estimator}"), kl_coef=s["beta"],
+        output_dir=os.path.join(assets, f"out-rpg-{estimator}"),
+        kl_coef=s["beta"],
         response_length=s["response_length"],
-        advantage_estimator=estimator, num_generations=s["num_generations"],
+        advantage_estimator=estimator,
+        num_generations=s["num_generations"],
         # one optimizer step per rollout: micro-batches of per_device, accumulated over the whole rollout
         per_device_train_batch_size=s["per_device_train_batch_size"],
-        gradient_accumulation_steps=completions // s["per_device_train_batch_size"], num_mini_batches=1,
-        num_ppo_epochs=1, learning_rate=s["learning_rate"], local_rollout_forward_batch_size=completions,
-        max_steps=s["iterations"], save_strategy="no", report_to=[], disable_tqdm=True, seed=0, use_cpu=True,
+        gradient_accumulation_steps=completions // s["per_device_train_batch_size"],
+        num_mini_batches=1,
+        num_ppo_epochs=1,
+        learning_rate=s["learning_rate"],
+        local_rollout_forward_batch_size=completions,
+        max_steps=s["iterations"],
+        save_strategy="no",
+        report_to=[],
+        disable_tqdm=True,
+        seed=0,
+        use_cpu=True,
     )
     trainer = ResidualPPOTrainer(
-        args, os.path.join(assets, "policy"), train_dataset=dataset, reward_model=os.path.join(assets, "reward"),
+        args,
+        os.path.join(assets, "policy"),
+        train_dataset=dataset,
+        reward_model=os.path.join(assets, "reward"),
         callbacks=[lambda trainer, stats: marks.append((time.perf_counter(), time.process_time()))],
     )
     parameters["trainable"] = sum(p.numel() for group in trainer.optimizer.param_groups for p in group["params"])
@@ -64,20 +77,38 @@ def run_trl(assets: str, s: dict, marks: list, parameters: dict) -> None:
     dataset = load_dataset("json", data_files=os.path.join(assets, "prompts.jsonl"), split="train")
     completions = s["prompts_per_step"] * s["num_generations"]
     args = RLOOConfig(
-        output_dir=os.path.join(assets, "out-trl"), beta=s["beta"], num_generations=s["num_generations"],
-        max_completion_length=s["response_length"], per_device_train_batch_size=s["per_device_train_batch_size"],
+        output_dir=os.path.join(assets, "out-trl"),
+        beta=s["beta"],
+        num_generations=s["num_generations"],
+        max_completion_length=s["response_length"],
+        per_device_train_batch_size=s["per_device_train_batch_size"],
         # TRL: generation batch = per_device × steps_per_generation (= accumulation): one generation per optimizer step
-        gradient_accumulation_steps=completions // s["per_device_train_batch_size"], num_iterations=1,
-        learning_rate=s["learning_rate"], max_steps=s["iterations"], gradient_checkpointing=False, bf16=False,
-        use_cpu=True, save_strategy="no", report_to=[], disable_tqdm=True, seed=0, logging_steps=10**6,
+        gradient_accumulation_steps=completions // s["per_device_train_batch_size"],
+        num_iterations=1,
+        learning_rate=s["learning_rate"],
+        max_steps=s["iterations"],
+        gradient_checkpointing=False,
+        bf16=False,
+        use_cpu=True,
+        save_strategy="no",
+        report_to=[],
+        disable_tqdm=True,
+        seed=0,
+        logging_steps=10**6,
     )
 
     class Marks(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):
             marks.append((time.perf_counter(), time.process_time()))
 
-    trainer = RLOOTrainer(os.path.join(assets, "policy"), reward_funcs=os.path.join(assets, "reward"), args=args,
-                          train_dataset=dataset, processing_class=tokenizer, callbacks=[Marks()])
+    trainer = RLOOTrainer(
+        os.path.join(assets, "policy"),
+        reward_funcs=os.path.join(assets, "reward"),
+        args=args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        callbacks=[Marks()],
+    )
     parameters["trainable"] = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     marks.append((time.perf_counter(), time.process_time()))
     trainer.train()
@@ -110,15 +141,20 @@ def main() -> None:
         run_trl(cli.assets, settings, marks, parameters)
     times = [b[0] - a[0] for a, b in zip(marks, marks[1:])]
     cpu_times = [b[1] - a[1] for a, b in zip(marks, marks[1:])]
-    print("RESULT " + json.dumps({
-        "impl": cli.impl,
-        "iteration_seconds": times,
-        "iteration_cpu_seconds": cpu_times,
-        "peak_rss_mib": peak_rss_mib(),
-        "rss_at_start_mib": rss_before,
-        "rss_after_imports_mib": rss_imported,
-        "trainable_parameters": parameters["trainable"],
-    }))
+    print(
+        "RESULT "
+        + json.dumps(
+            {
+                "impl": cli.impl,
+                "iteration_seconds": times,
+                "iteration_cpu_seconds": cpu_times,
+                "peak_rss_mib": peak_rss_mib(),
+                "rss_at_start_mib": rss_before,
+                "rss_after_imports_mib": rss_imported,
+                "trainable_parameters": parameters["trainable"],
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -19,8 +19,12 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-ESTIMATORS = {"rloo": ("rloo", "group"), "grpo (group)": ("grpo", "group"), "grpo (batch)": ("grpo", "batch"),
-              "grpo (none)": ("grpo", "none")}
+ESTIMATORS = {
+    "rloo": ("rloo", "group"),
+    "grpo (group)": ("grpo", "group"),
+    "grpo (batch)": ("grpo", "batch"),
+    "grpo (none)": ("grpo", "none"),
+}
 
 
 def exact_probe(world, policy, prior_log_probs, omega_prime: float, alpha_hat: float) -> dict:
@@ -46,9 +50,17 @@ def train(world, experiment, ppo_args, estimator: str, scale: str, seed: int, ev
 
     omega_prime, alpha_hat = experiment.residual_omega_prime, experiment.residual_alpha_hat
     args = dataclasses.replace(
-        ppo_args, omega_prime=omega_prime, alpha_hat=alpha_hat, kl_coef=None, response_length=world.completion_length,
-        advantage_estimator=estimator, num_generations=experiment.group_num_generations, whiten_advantages=False,
-        scale_rewards=scale, seed=seed, output_dir=str(Path(ppo_args.output_dir) / f"{estimator}-{scale}-{seed}"),
+        ppo_args,
+        omega_prime=omega_prime,
+        alpha_hat=alpha_hat,
+        kl_coef=None,
+        response_length=world.completion_length,
+        advantage_estimator=estimator,
+        num_generations=experiment.group_num_generations,
+        whiten_advantages=False,
+        scale_rewards=scale,
+        seed=seed,
+        output_dir=str(Path(ppo_args.output_dir) / f"{estimator}-{scale}-{seed}"),
         disable_tqdm=True,
     )
     prior_log_probs = world.model_log_probs(world.load_prior_model())
@@ -56,27 +68,42 @@ def train(world, experiment, ppo_args, estimator: str, scale: str, seed: int, ev
 
     def probe(trainer, stats):
         if trainer.iteration % every == 0:
-            probes.append({"iteration": trainer.iteration,
-                           **exact_probe(world, trainer.policy, prior_log_probs, omega_prime, alpha_hat)})
+            probes.append(
+                {
+                    "iteration": trainer.iteration,
+                    **exact_probe(world, trainer.policy, prior_log_probs, omega_prime, alpha_hat),
+                }
+            )
 
-    trainer = ResidualPPOTrainer(args, str(world.prior_model_dir), processing_class=world.tokenizer,
-                                 train_dataset=world.prompt_dataset(), reward_funcs=world.reward_functions(),
-                                 callbacks=[probe])
+    trainer = ResidualPPOTrainer(
+        args,
+        str(world.prior_model_dir),
+        processing_class=world.tokenizer,
+        train_dataset=world.prompt_dataset(),
+        reward_funcs=world.reward_functions(),
+        callbacks=[probe],
+    )
     probes.append({"iteration": 0, **exact_probe(world, trainer.policy, prior_log_probs, omega_prime, alpha_hat)})
     trainer.train()
     return probes
 
 
 def markdown(payload: dict) -> str:
-    lines = ["# Residual RLOO vs GRPO scalings on the toy world", "",
-             "KL(πθ ‖ π*) to the Residual target (ω' = 0.5, α̂ = 0.25), mean over prompts and seeds, by iteration;",
-             "σ_x = std of eq. 8's return under πθ (what GRPO divides by), mean over prompts, at the end.", ""]
+    lines = [
+        "# Residual RLOO vs GRPO scalings on the toy world",
+        "",
+        "KL(πθ ‖ π*) to the Residual target (ω' = 0.5, α̂ = 0.25), mean over prompts and seeds, by iteration;",
+        "σ_x = std of eq. 8's return under πθ (what GRPO divides by), mean over prompts, at the end.",
+        "",
+    ]
     iterations = [p["iteration"] for p in next(iter(payload["runs"].values()))[0]]
     lines.append("| estimator | " + " | ".join(f"KL @ {i}" for i in iterations) + " | σ_x at end (per prompt) |")
     lines.append("|---|" + "---|" * (len(iterations) + 1))
     for name, runs in payload["runs"].items():
-        kls = [statistics.mean(statistics.mean(run[j]["kl_to_target_per_prompt"]) for run in runs)
-               for j in range(len(iterations))]
+        kls = [
+            statistics.mean(statistics.mean(run[j]["kl_to_target_per_prompt"]) for run in runs)
+            for j in range(len(iterations))
+        ]
         prompts = range(len(runs[0][-1]["return_std_per_prompt"]))
         stds = [statistics.mean(run[-1]["return_std_per_prompt"][x] for run in runs) for x in prompts]
         cells = " | ".join(f"{k:.3f}" for k in kls)
@@ -98,8 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     from rpg_llm.ppo.cli import _parse
     from rpg_llm.toy.world import ToyWorld
 
-    _, experiment, ppo_args, _ = _parse(["--max_steps", str(cli.iterations),
-                                         "--output_dir", "outputs/toy_group_scaling"])
+    _, experiment, ppo_args, _ = _parse(
+        ["--max_steps", str(cli.iterations), "--output_dir", "outputs/toy_group_scaling"]
+    )
     world = ToyWorld.build(experiment.world_config(), experiment.world_cache_dir)
     started = time.perf_counter()
     runs = {}
@@ -107,10 +135,10 @@ def main(argv: list[str] | None = None) -> int:
         runs[name] = [train(world, experiment, ppo_args, estimator, scale, seed, cli.every) for seed in cli.seeds]
         print(name, [round(statistics.mean(r[-1]["kl_to_target_per_prompt"]), 4) for r in runs[name]], flush=True)
     payload = {
-        "provenance": provenance([sys.executable, "benchmarks/toy_group_scaling.py",
-                                  *(argv if argv is not None else sys.argv[1:])],
-                                 {"seeds": cli.seeds, "iterations": cli.iterations,
-                                  "wall_seconds": round(time.perf_counter() - started, 1)}),
+        "provenance": provenance(
+            [sys.executable, "benchmarks/toy_group_scaling.py", *(argv if argv is not None else sys.argv[1:])],
+            {"seeds": cli.seeds, "iterations": cli.iterations, "wall_seconds": round(time.perf_counter() - started, 1)},
+        ),
         "world_prompts": world.prompts,
         "coefficients": {"omega_prime": experiment.residual_omega_prime, "alpha_hat": experiment.residual_alpha_hat},
         "k": experiment.group_num_generations,

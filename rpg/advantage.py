@@ -159,7 +159,9 @@ def masked_var(x: torch.Tensor, mask: torch.Tensor | None = None, unbiased: bool
     return var
 
 
-def whiten(x: torch.Tensor, mask: torch.Tensor | None = None, shift_mean: bool = True, eps: float = 1e-8) -> torch.Tensor:
+def whiten(
+    x: torch.Tensor, mask: torch.Tensor | None = None, shift_mean: bool = True, eps: float = 1e-8
+) -> torch.Tensor:
     """Normalize ``x`` to unit variance (and zero mean if ``shift_mean``) over masked positions.
 
     Masked-out positions are returned as 0 so they cannot leak into a loss.

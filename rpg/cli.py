@@ -43,7 +43,10 @@ def main(argv: list[str] | None = None) -> int:
         module = importlib.import_module(module_name)
     except ImportError as error:
         extra = "llm" if module_name.startswith("rpg_llm") else "control"
-        print(f"rpg {argv[0]}: missing dependency ({error.name}); install with: pip install 'rpg[{extra}]'", file=sys.stderr)
+        print(
+            f"rpg {argv[0]}: missing dependency ({error.name}); install with: pip install 'rpg[{extra}]'",
+            file=sys.stderr,
+        )
         return 2
     return int(getattr(module, function_name)(argv[1:]) or 0)
 

@@ -66,7 +66,9 @@ def _check_transition(transition: torch.Tensor, num_states: int, num_actions: in
             raise ValueError(f"next-state indices must lie in [0, {num_states}), got [{low}, {high}]")
         return
     if transition.shape != (num_states, num_actions, num_states):
-        raise ValueError(f"transition must be [S, A, S] = {(num_states, num_actions, num_states)}, got {tuple(transition.shape)}")
+        raise ValueError(
+            f"transition must be [S, A, S] = {(num_states, num_actions, num_states)}, got {tuple(transition.shape)}"
+        )
 
 
 def _expected_next(transition: torch.Tensor, values: torch.Tensor) -> torch.Tensor:

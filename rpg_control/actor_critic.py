@@ -162,7 +162,9 @@ def mlp(in_dim: int, hidden: list[int], out_dim: int, activation: str, out_gain:
 
 
 class GaussianActor(nn.Module):
-    def __init__(self, obs_dim: int, act_dim: int, hidden: list[int], activation: str, init_std: float, std_type: str = "global"):
+    def __init__(
+        self, obs_dim: int, act_dim: int, hidden: list[int], activation: str, init_std: float, std_type: str = "global"
+    ):
         super().__init__()
         self.std_type = std_type
         self.act_dim = act_dim
@@ -215,14 +217,24 @@ class Critic(nn.Module):
 class ActorCritic(nn.Module):
     """Separate actor and critic networks (customization re-initializes the critic only)."""
 
-    def __init__(self, obs_dim: int, act_dim: int, actor_hidden, critic_hidden, activation: str, init_std: float, std_type: str):
+    def __init__(
+        self, obs_dim: int, act_dim: int, actor_hidden, critic_hidden, activation: str, init_std: float, std_type: str
+    ):
         super().__init__()
         self.actor = GaussianActor(obs_dim, act_dim, list(actor_hidden), activation, init_std, std_type)
         self.critic = Critic(obs_dim, list(critic_hidden), activation)
 
     @classmethod
     def from_config(cls, config, obs_dim: int, act_dim: int) -> "ActorCritic":
-        return cls(obs_dim, act_dim, config.actor_hidden, config.critic_hidden, config.activation, config.init_std, config.std_type)
+        return cls(
+            obs_dim,
+            act_dim,
+            config.actor_hidden,
+            config.critic_hidden,
+            config.activation,
+            config.init_std,
+            config.std_type,
+        )
 
 
 class ObservationNormalizer(nn.Module):

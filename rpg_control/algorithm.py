@@ -58,7 +58,9 @@ class Rollout:
     last_values: torch.Tensor  # [N]
 
     def advantages(self, gamma: float, lam: float) -> tuple[torch.Tensor, torch.Tensor]:
-        return env_gae(self.rewards, self.values, self.last_values, self.terminated, self.truncated, gamma, lam, self.final_values)
+        return env_gae(
+            self.rewards, self.values, self.last_values, self.terminated, self.truncated, gamma, lam, self.final_values
+        )
 
 
 def ppo_update(
@@ -85,6 +87,29 @@ def ppo_update(
     one sum of dot products and statistics are read once per update.
     """
     advantages, returns = rollout.advantages(config.gamma, config.gae_lambda)
+    table, obs_dim = _sample_table(rollout, advantages, returns)
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    adaptive = update_actor and config.lr_schedule == "adaptive"
+    stats: list[torch.Tensor] = []
+    for _ in range(config.num_epochs):
+        order = torch.randperm(table.shape[0], generator=generator)
+        shuffled = table.index_select(0, order)
+        for minibatch in shuffled.tensor_split(config.num_minibatches):  # sizes differ by at most 1
+            loss, policy_kl, stat = _minibatch_loss(model, minibatch, obs_dim, config, entropy_coef, update_actor)
+            if adaptive:
+                _adapt_learning_rate(optimizer, policy_kl.item(), config)
+            stats.append(stat)
+            for p in parameters:  # optimizer.zero_grad(set_to_none=True) without its profiling wrapper
+                p.grad = None
+            loss.backward()
+            clip_grad_norm(parameters, config.max_grad_norm)
+            optimizer.step()
+    return _mean_statistics(stats, update_actor, advantages, returns)
+
+
+def _sample_table(rollout: Rollout, advantages: torch.Tensor, returns: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Every per-sample tensor as one [T·N, columns] table: obs, action, old log-prob, old value, advantage,
+    return (a minibatch is then one slice of it); and the observation width."""
     obs_dim, act_dim = rollout.obs.shape[-1], rollout.actions.shape[-1]
     columns = [
         rollout.obs.reshape(-1, obs_dim),
@@ -94,45 +119,39 @@ def ppo_update(
         advantages.reshape(-1, 1),
         returns.reshape(-1, 1),
     ]
-    table = torch.cat([c.to(torch.float32) for c in columns], dim=1)
-    a0 = obs_dim + act_dim  # column of old log-prob; old value, advantage, return follow
-    batch = table.shape[0]
-    parameters = [p for p in model.parameters() if p.requires_grad]
-    adaptive = update_actor and config.lr_schedule == "adaptive"
-    stats: list[torch.Tensor] = []
-    for _ in range(config.num_epochs):
-        order = torch.randperm(batch, generator=generator)
-        shuffled = table.index_select(0, order)
-        for minibatch in shuffled.tensor_split(config.num_minibatches):  # sizes differ by at most 1
-            obs = minibatch[:, :obs_dim]
-            values = model.critic(obs)
-            value_loss = clipped_value_loss(values, minibatch[:, a0 + 1], minibatch[:, a0 + 3], config.value_clip_range)
-            loss = config.value_coef * value_loss
-            if update_actor:
-                mean, log_std = model.actor.distribution_params(obs)
-                logprobs = GaussianActor.log_prob(minibatch[:, obs_dim:a0], mean, log_std)
-                minibatch_advantages = minibatch[:, a0 + 2]
-                if config.normalize_advantage:
-                    minibatch_advantages = whiten(minibatch_advantages)
-                policy = clipped_policy_loss(logprobs, minibatch[:, a0], minibatch_advantages, config.clip_range)
-                entropy = GaussianActor.entropy(log_std).mean()
-                loss = loss + policy.loss - entropy_coef * entropy
-                if adaptive:
-                    _adapt_learning_rate(optimizer, policy.approx_kl.item(), config)
-                stats.append(torch.stack([
-                    policy.loss.detach(), value_loss.detach(), entropy.detach(), policy.approx_kl, policy.clip_fraction
-                ]))
-            else:
-                stats.append(value_loss.detach())
-            for p in parameters:  # optimizer.zero_grad(set_to_none=True) without its profiling wrapper
-                p.grad = None
-            loss.backward()
-            clip_grad_norm(parameters, config.max_grad_norm)
-            optimizer.step()
+    return torch.cat([c.to(torch.float32) for c in columns], dim=1), obs_dim
+
+
+def _minibatch_loss(
+    model: ActorCritic, minibatch: torch.Tensor, obs_dim: int, config, entropy_coef: float, update_actor: bool
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    """One minibatch's loss (value loss, plus eq. 6-7's clipped policy loss and the entropy term when the
+    actor trains), the policy's approximate KL (None in the critic warm-up), and its detached statistics."""
+    a0 = minibatch.shape[1] - 4  # column of the old log-prob; old value, advantage, return follow
+    obs = minibatch[:, :obs_dim]
+    values = model.critic(obs)
+    value_loss = clipped_value_loss(values, minibatch[:, a0 + 1], minibatch[:, a0 + 3], config.value_clip_range)
+    loss = config.value_coef * value_loss
+    if not update_actor:
+        return loss, None, value_loss.detach()
+    mean, log_std = model.actor.distribution_params(obs)
+    logprobs = GaussianActor.log_prob(minibatch[:, obs_dim:a0], mean, log_std)
+    minibatch_advantages = minibatch[:, a0 + 2]
+    if config.normalize_advantage:
+        minibatch_advantages = whiten(minibatch_advantages)
+    policy = clipped_policy_loss(logprobs, minibatch[:, a0], minibatch_advantages, config.clip_range)
+    entropy = GaussianActor.entropy(log_std).mean()
+    loss = loss + policy.loss - entropy_coef * entropy
+    detached = [policy.loss.detach(), value_loss.detach(), entropy.detach(), policy.approx_kl, policy.clip_fraction]
+    return loss, policy.approx_kl, torch.stack(detached)
+
+
+def _mean_statistics(
+    stats: list[torch.Tensor], update_actor: bool, advantages: torch.Tensor, returns: torch.Tensor
+) -> dict[str, float]:
     names = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction")
     if update_actor:
-        means = torch.stack(stats).mean(0).tolist()
-        result = dict(zip(names, means))
+        result = dict(zip(names, torch.stack(stats).mean(0).tolist()))
     else:
         result = {name: 0.0 for name in names}
         result["value_loss"] = torch.stack(stats).mean().item()
@@ -190,8 +209,11 @@ class FusedAdam(torch.optim.Adam):
             return super().step(closure)
         for group in self.param_groups:
             unsupported = ("amsgrad", "maximize", "capturable", "differentiable", "decoupled_weight_decay")
-            if any(group.get(flag) for flag in unsupported) or not group["fused"] \
-                    or isinstance(group["lr"], torch.Tensor):
+            if (
+                any(group.get(flag) for flag in unsupported)
+                or not group["fused"]
+                or isinstance(group["lr"], torch.Tensor)
+            ):
                 return super().step(closure)
         with torch.no_grad():
             for group in self.param_groups:
@@ -214,9 +236,21 @@ class FusedAdam(torch.optim.Adam):
                 torch._foreach_add_(steps, self._one)
                 beta1, beta2 = group["betas"]
                 torch._fused_adam_(
-                    params, grads, exp_avgs, exp_avg_sqs, [], steps, amsgrad=False, lr=group["lr"], beta1=beta1,
-                    beta2=beta2, weight_decay=group["weight_decay"], eps=group["eps"], maximize=False,
-                    grad_scale=None, found_inf=None,
+                    params,
+                    grads,
+                    exp_avgs,
+                    exp_avg_sqs,
+                    [],
+                    steps,
+                    amsgrad=False,
+                    lr=group["lr"],
+                    beta1=beta1,
+                    beta2=beta2,
+                    weight_decay=group["weight_decay"],
+                    eps=group["eps"],
+                    maximize=False,
+                    grad_scale=None,
+                    found_inf=None,
                 )
         return None
 

@@ -92,14 +92,19 @@ class PriorPolicy:
 
     def state(self) -> dict:
         """What a customization checkpoint keeps of its prior (read back by :func:`prior_from_state`)."""
-        return {"actor": self.actor.state_dict(), "normalizer": self.normalizer.state_dict(),
-                "config": self.config.to_dict()}
+        return {
+            "actor": self.actor.state_dict(),
+            "normalizer": self.normalizer.state_dict(),
+            "config": self.config.to_dict(),
+        }
 
 
 def prior_from_state(state: dict) -> PriorPolicy:
     config = config_from_dict(state["config"])
     spec = get_env_spec(config.env)
-    actor = GaussianActor(spec.obs_dim, spec.act_dim, list(config.actor_hidden), config.activation, config.init_std, config.std_type)
+    actor = GaussianActor(
+        spec.obs_dim, spec.act_dim, list(config.actor_hidden), config.activation, config.init_std, config.std_type
+    )
     actor.load_state_dict(state["actor"])
     normalizer = ObservationNormalizer(spec.obs_dim)
     normalizer.load_state_dict(state["normalizer"])
@@ -128,7 +133,9 @@ def load_prior(config: TrainConfig) -> PriorPolicy:
     spec = get_env_spec(config.env)
     sizes = (payload["env"]["obs_dim"], payload["env"]["act_dim"])
     if sizes != (spec.obs_dim, spec.act_dim):
-        raise ConfigError(f"prior {config.prior} has obs/act sizes {sizes}, {config.env} needs {(spec.obs_dim, spec.act_dim)}")
+        raise ConfigError(
+            f"prior {config.prior} has obs/act sizes {sizes}, {config.env} needs {(spec.obs_dim, spec.act_dim)}"
+        )
     mismatched = [
         name
         for name in ("actor_hidden", "activation", "std_type")

@@ -42,17 +42,35 @@ def _parse_set(items: list[str]) -> dict:
 def _common_training_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--total-steps", type=int, default=None, help="environment steps (default from the config)")
-    parser.add_argument("--run-dir", default=None, help="output folder (default runs/control/<env>-<variant>-s<seed>); resumes if it holds checkpoints/last.pt")
-    parser.add_argument("--backend", choices=BACKENDS, default=None,
-                        help="native (default, bit-exact v5), gymnasium, or envpool (optional extra, v4 ports)")
+    parser.add_argument(
+        "--run-dir",
+        default=None,
+        help="output folder (default runs/control/<env>-<variant>-s<seed>); resumes if it holds checkpoints/last.pt",
+    )
+    parser.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default=None,
+        help="native (default, bit-exact v5), gymnasium, or envpool (optional extra, v4 ports)",
+    )
     parser.add_argument("--num-envs", type=int, default=None)
     parser.add_argument("--config", default=None, help="YAML file of config overrides")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any config field (YAML value), repeatable")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any config field (YAML value), repeatable",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description="MuJoCo: Soft PPO and its entropy variants, customization (Greedy / KL / Residual PPO), evaluation.")
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="MuJoCo: Soft PPO and its entropy variants, customization (Greedy / KL / Residual PPO), "
+        "evaluation.",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     train = sub.add_parser("train", help=f"train a policy from scratch ({' / '.join(SCRATCH_VARIANTS)})")
@@ -81,7 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--output", default=None, help="JSON file (default: <checkpoint>.eval.json)")
     evaluate.set_defaults(func=_eval)
 
-    export = sub.add_parser("export", help="write a slim checkpoint (policy, critic, normalizer, config; no optimizer) for evaluation or as a prior")
+    export = sub.add_parser(
+        "export",
+        help="write a slim checkpoint (policy, critic, normalizer, config; no optimizer) for evaluation or as a prior",
+    )
     export.add_argument("checkpoint")
     export.add_argument("output")
     export.set_defaults(func=_export)
@@ -110,7 +131,13 @@ def _training_config(args, variant: str, env: str, extra: dict):
             raise ConfigError(f"{path} must hold a mapping of config fields")
         overrides.update(loaded)
     overrides.update(_parse_set(args.set))
-    flags = {"seed": args.seed, "total_steps": args.total_steps, "backend": args.backend, "num_envs": args.num_envs, **extra}
+    flags = {
+        "seed": args.seed,
+        "total_steps": args.total_steps,
+        "backend": args.backend,
+        "num_envs": args.num_envs,
+        **extra,
+    }
     overrides.update({k: v for k, v in flags.items() if v is not None})
     return load_config(env, variant, overrides)
 
@@ -129,8 +156,9 @@ def _run_training(config, args) -> int:
 
 def _train(args) -> int:
     if args.variant in CUSTOMIZATION_VARIANTS:
-        raise ConfigError(f"variant {args.variant!r} customizes a prior: "
-                          f"use `{PROG} customize --prior CKPT --variant {args.variant}`")
+        raise ConfigError(
+            f"variant {args.variant!r} customizes a prior: use `{PROG} customize --prior CKPT --variant {args.variant}`"
+        )
     if args.variant not in SCRATCH_VARIANTS:
         raise ConfigError(f"unknown variant {args.variant!r}; choose one of: {', '.join(SCRATCH_VARIANTS)}")
     return _run_training(_training_config(args, args.variant, args.env, {"alpha": args.alpha}), args)

@@ -184,14 +184,23 @@ def validate_config(config: TrainConfig) -> None:
             raise ConfigError(f"{name} must be a finite number >= 0, got {value!r}")
     if config.reward_scale == 0:
         raise ConfigError("reward_scale must be > 0")
-    positive_ints = ("total_steps", "num_envs", "steps_per_env", "num_epochs", "num_minibatches", "episode_window",
-                     "checkpoint_every_steps")
+    positive_ints = (
+        "total_steps",
+        "num_envs",
+        "steps_per_env",
+        "num_epochs",
+        "num_minibatches",
+        "episode_window",
+        "checkpoint_every_steps",
+    )
     for name in positive_ints:
         value = getattr(config, name)
         if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
             raise ConfigError(f"{name} must be a positive integer, got {value!r}")
     if config.num_minibatches > config.batch_size:
-        raise ConfigError(f"num_minibatches ({config.num_minibatches}) exceeds the batch num_envs*steps_per_env ({config.batch_size})")
+        raise ConfigError(
+            f"num_minibatches ({config.num_minibatches}) exceeds the batch num_envs*steps_per_env ({config.batch_size})"
+        )
     for name in ("learning_rate", "clip_range", "target_kl", "init_std", "max_grad_norm", "lr_min", "lr_max"):
         value = getattr(config, name)
         if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
@@ -223,6 +232,8 @@ def validate_config(config: TrainConfig) -> None:
     if config.is_customization and not config.prior:
         raise ConfigError(f"variant {config.variant!r} customizes a prior: pass --prior CHECKPOINT")
     if config.prior and not config.is_customization:
-        raise ConfigError(f"variant {config.variant!r} trains from scratch; --prior is for {', '.join(CUSTOMIZATION_VARIANTS)}")
+        raise ConfigError(
+            f"variant {config.variant!r} trains from scratch; --prior is for {', '.join(CUSTOMIZATION_VARIANTS)}"
+        )
     if config.prior and not Path(config.prior).is_file():
         raise ConfigError(f"prior checkpoint not found: {config.prior}")

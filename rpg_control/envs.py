@@ -34,7 +34,17 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-__all__ = ["EnvSpec", "ENV_SPECS", "StepOutput", "VecEnv", "GymnasiumVecEnv", "NativeMujocoVecEnv", "EnvpoolVecEnv", "make_vec_env", "get_env_spec"]
+__all__ = [
+    "EnvSpec",
+    "ENV_SPECS",
+    "StepOutput",
+    "VecEnv",
+    "GymnasiumVecEnv",
+    "NativeMujocoVecEnv",
+    "EnvpoolVecEnv",
+    "make_vec_env",
+    "get_env_spec",
+]
 
 BACKENDS = ("native", "gymnasium", "envpool")
 
@@ -193,7 +203,15 @@ class GymnasiumVecEnv(VecEnv):
                 final_obs[i] = info["final_obs"][i]
                 addon[i] = final_info["addon_reward"][i]
                 metric[i] = final_info["addon_metric"][i]
-        return StepOutput(obs, np.asarray(reward, np.float64), addon, metric, np.asarray(terminated, bool), np.asarray(truncated, bool), final_obs)
+        return StepOutput(
+            obs,
+            np.asarray(reward, np.float64),
+            addon,
+            metric,
+            np.asarray(terminated, bool),
+            np.asarray(truncated, bool),
+            final_obs,
+        )
 
     def close(self) -> None:
         self.envs.close()
@@ -222,12 +240,17 @@ def _task_rules(spec: EnvSpec, env_kwargs: dict) -> _TaskRules:
     supported = {"ant": {"include_cfrc_ext_in_observation", "contact_cost_weight"}}.get(spec.name, set())
     unsupported = set(kwargs) - supported
     if unsupported or kwargs.get("include_cfrc_ext_in_observation", False):
-        raise ValueError(f"the native backend supports no env_kwargs {sorted(unsupported) or kwargs} for {spec.name}; use backend: gymnasium")
+        raise ValueError(
+            f"the native backend supports no env_kwargs {sorted(unsupported) or kwargs} for {spec.name}; "
+            "use backend: gymnasium"
+        )
     if spec.name == "halfcheetah":
         return _TaskRules(frame_skip=5, ctrl_cost_weight=0.1, reset_noise_scale=0.1, qvel_noise="normal", skip_qpos=1)
     if spec.name == "hopper":
         return _TaskRules(4, 1e-3, 5e-3, "uniform", 1, healthy_reward=1.0, clip_qvel_obs=10.0)
-    return _TaskRules(5, 0.5, 0.1, "normal", 2, healthy_reward=1.0, contact_cost_weight=float(kwargs.get("contact_cost_weight", 5e-4)))
+    return _TaskRules(
+        5, 0.5, 0.1, "normal", 2, healthy_reward=1.0, contact_cost_weight=float(kwargs.get("contact_cost_weight", 5e-4))
+    )
 
 
 def _model_path(spec: EnvSpec) -> str:
@@ -341,7 +364,15 @@ class NativeMujocoVecEnv(VecEnv):
             self._reset_one(i)
             obs[i] = self._observe(self.datas[i].qpos, self.datas[i].qvel)
         # Like gymnasium's TimeLimit, a step that terminates on the time limit is also truncated.
-        return StepOutput(obs, reward, np.asarray(addon, np.float64).copy(), np.asarray(metric, np.float64).copy(), terminated, truncated, final_obs)
+        return StepOutput(
+            obs,
+            reward,
+            np.asarray(addon, np.float64).copy(),
+            np.asarray(metric, np.float64).copy(),
+            terminated,
+            truncated,
+            final_obs,
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -359,7 +390,11 @@ class EnvpoolVecEnv(VecEnv):
     qpos[1] = z) or, for Ant, from envpool's Δy/Δt of the torso (``info["y_velocity"]``).
     """
 
-    TASKS = {"halfcheetah": ("HalfCheetah-v4", {}), "hopper": ("Hopper-v4", {}), "ant": ("Ant-v4", {"use_contact_force": False})}
+    TASKS = {
+        "halfcheetah": ("HalfCheetah-v4", {}),
+        "hopper": ("Hopper-v4", {}),
+        "ant": ("Ant-v4", {"use_contact_force": False}),
+    }
 
     def __init__(self, spec: EnvSpec, num_envs: int, env_kwargs: dict | None = None):
         try:

@@ -22,8 +22,9 @@ from rpg_control.envs import make_vec_env
 from rpg_control.rollout import ActionBounds, policy_input
 
 
-def evaluate(checkpoint: str | Path, episodes: int = 100, seed: int = 0, deterministic: bool = True,
-             num_envs: int | None = None) -> dict:
+def evaluate(
+    checkpoint: str | Path, episodes: int = 100, seed: int = 0, deterministic: bool = True, num_envs: int | None = None
+) -> dict:
     """Run ``episodes`` episodes of the checkpoint's policy; return the Table II columns and the run's record."""
     if not isinstance(episodes, int) or episodes <= 0:
         raise ConfigError(f"episodes must be a positive integer, got {episodes!r}")
@@ -37,7 +38,12 @@ def evaluate(checkpoint: str | Path, episodes: int = 100, seed: int = 0, determi
     finally:
         envs.close()
     table = np.array(results)
-    columns = {"total": table[:, 0] + table[:, 1], "basic": table[:, 0], "addon": table[:, 1], "addon_metric": table[:, 2]}
+    columns = {
+        "total": table[:, 0] + table[:, 1],
+        "basic": table[:, 0],
+        "addon": table[:, 1],
+        "addon_metric": table[:, 2],
+    }
     report = {name: {"mean": float(values.mean()), "std": float(values.std())} for name, values in columns.items()}
     report.update(
         episodes=len(results),
@@ -62,8 +68,9 @@ def evaluate(checkpoint: str | Path, episodes: int = 100, seed: int = 0, determi
     return report
 
 
-def _policy(model: ActorCritic, normalizer: ObservationNormalizer, normalize_obs: bool, deterministic: bool,
-            seed: int) -> Callable[[np.ndarray], torch.Tensor]:
+def _policy(
+    model: ActorCritic, normalizer: ObservationNormalizer, normalize_obs: bool, deterministic: bool, seed: int
+) -> Callable[[np.ndarray], torch.Tensor]:
     """Raw observations -> actions: the Gaussian's mean, or a sample from a generator seeded with ``seed``."""
     generator = torch.Generator().manual_seed(seed)
 

@@ -16,7 +16,9 @@ def read_metrics(run_dir: str | Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def plot_runs(run_dirs: list[str | Path], output: str | Path, reference: float | None = None, reference_label: str = "") -> Path:
+def plot_runs(
+    run_dirs: list[str | Path], output: str | Path, reference: float | None = None, reference_label: str = ""
+) -> Path:
     """One figure, two panels: episode returns and the add-on metric of each run vs env steps."""
     import matplotlib
 

@@ -60,8 +60,10 @@ def run_lock(run_dir: str | Path) -> Iterator[Path]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise RunLockedError(f"run folder {run_dir} is in use by {_holder(path)}; "
-                                 "wait for that run or stop it (its lock goes with its process)") from None
+            raise RunLockedError(
+                f"run folder {run_dir} is in use by {_holder(path)}; "
+                "wait for that run or stop it (its lock goes with its process)"
+            ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps({"pid": os.getpid(), "host": platform.node(), "since": utc_now()}).encode(), 0)
         _held[path] = 1

@@ -35,8 +35,19 @@ from rpg_control.envs import get_env_spec
 
 # Config fields a resumed run must share with the run that wrote the checkpoint (they shape the
 # model, the batch or the reward); the others (total_steps, learning-rate settings, ...) may change.
-RESUME_KEYS = ("env", "variant", "num_envs", "steps_per_env", "actor_hidden", "critic_hidden", "activation", "std_type",
-               "alpha", "omega_prime", "alpha_hat")
+RESUME_KEYS = (
+    "env",
+    "variant",
+    "num_envs",
+    "steps_per_env",
+    "actor_hidden",
+    "critic_hidden",
+    "activation",
+    "std_type",
+    "alpha",
+    "omega_prime",
+    "alpha_hat",
+)
 
 
 @dataclass
@@ -131,8 +142,13 @@ def best_so_far(resume: dict | None, best_path: Path, config: TrainConfig) -> tu
 def checkpoint_payload(config: TrainConfig, state: TrainState, score: float | None, last_row: dict) -> dict:
     """The checkpoint dict of ``state``; ``score`` is the selection metric now, ``last_row`` the latest metrics."""
     spec = get_env_spec(config.env)
-    session = {"start_step": state.session_start_step, "end_step": state.step, "provenance": state.provenance,
-               "wall_seconds": last_row.get("wall_seconds"), "steps_per_second": last_row.get("steps_per_second")}
+    session = {
+        "start_step": state.session_start_step,
+        "end_step": state.step,
+        "provenance": state.provenance,
+        "wall_seconds": last_row.get("wall_seconds"),
+        "steps_per_second": last_row.get("steps_per_second"),
+    }
     return {
         "format": FORMAT,
         "config": config.to_dict(),

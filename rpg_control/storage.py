@@ -37,5 +37,14 @@ class RolloutBuffer:
 
     def as_rollout(self, rewards: torch.Tensor, last_values: torch.Tensor) -> Rollout:
         """The stored rollout with ``rewards`` and V(s_T) of each env, ready for ``ppo_update``."""
-        return Rollout(self.obs, self.actions, self.logprobs, self.values, rewards,
-                       self.terminated, self.truncated, self.final_values, last_values)
+        return Rollout(
+            self.obs,
+            self.actions,
+            self.logprobs,
+            self.values,
+            rewards,
+            self.terminated,
+            self.truncated,
+            self.final_values,
+            last_values,
+        )

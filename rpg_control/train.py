@@ -71,8 +71,9 @@ def _train_locked(config: TrainConfig, run_dir: Path, progress: bool) -> Path:
         while state.step < config.total_steps:
             # 1. rollout ------------------------------------------------------------------------
             clock.start_iteration()
-            obs, last_values = collect_rollout(envs, obs, state, buffer, episodes, bounds,
-                                               config.normalize_obs, reward_prior)
+            obs, last_values = collect_rollout(
+                envs, obs, state, buffer, episodes, bounds, config.normalize_obs, reward_prior
+            )
             state.step += config.batch_size
             state.iteration += 1
             clock.rollout_done()
@@ -110,8 +111,9 @@ def _checkpoint_due(step: int, config: TrainConfig) -> bool:
     return step // every > (step - config.batch_size) // every or step >= config.total_steps
 
 
-def _save_checkpoints(config: TrainConfig, state: TrainState, paths: CheckpointPaths, score: float | None,
-                      warming_up: bool, row: dict) -> None:
+def _save_checkpoints(
+    config: TrainConfig, state: TrainState, paths: CheckpointPaths, score: float | None, warming_up: bool, row: dict
+) -> None:
     """best.pt if ``score`` beats the best so far (never during the critic warm-up), then last.pt.
 
     best.pt before last.pt: killed between the two, the resumed run reads the new best score from

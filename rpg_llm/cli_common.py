@@ -59,8 +59,10 @@ def load_named_dataset(script, split: str | None = None, streaming: bool = False
 
     name = script.dataset_name
     if name is None:
-        raise ValueError("--dataset_name is required with --model_name_or_path (a hub dataset, a local "
-                         ".json/.jsonl/.csv/.parquet file or a save_to_disk directory)")
+        raise ValueError(
+            "--dataset_name is required with --model_name_or_path (a hub dataset, a local "
+            ".json/.jsonl/.csv/.parquet file or a save_to_disk directory)"
+        )
     if os.path.isfile(name):
         kind = DATA_FILE_KINDS.get(os.path.splitext(name)[1])
         if kind is None:

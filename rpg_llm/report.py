@@ -29,7 +29,9 @@ def markdown_table(rows: list[dict], columns: Columns) -> str:
     return "\n".join(lines)
 
 
-def print_table(rows: list[dict], columns: Columns, title: str, text_keys: tuple[str, ...] = ("method",), width: int = 130) -> None:
+def print_table(
+    rows: list[dict], columns: Columns, title: str, text_keys: tuple[str, ...] = ("method",), width: int = 130
+) -> None:
     """A rich table on the terminal; ``text_keys`` columns are left-aligned, numbers right-aligned."""
     from rich.console import Console
     from rich.table import Table

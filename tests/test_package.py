@@ -40,3 +40,16 @@ def test_cli_unknown_command_is_one_clear_line():
     result = subprocess.run([sys.executable, "-m", "rpg.cli", "trian"], capture_output=True, text=True)
     assert result.returncode == 2
     assert "unknown command 'trian'; choose one of: ppo, dpo, control" in result.stderr
+
+
+def test_no_function_in_the_packages_is_over_80_lines():
+    import ast
+
+    long = []
+    for package in ("rpg", "rpg_llm", "rpg_control"):
+        for path in (ROOT / package).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    if node.end_lineno - node.lineno + 1 > 80:
+                        long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}")
+    assert long == []

@@ -22,14 +22,34 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-__all__ = ["REPO_ROOT", "PACKAGES", "git_state", "cpu_model", "machine", "versions", "provenance", "utc_now", "command_line"]
+__all__ = [
+    "REPO_ROOT",
+    "PACKAGES",
+    "git_state",
+    "cpu_model",
+    "machine",
+    "versions",
+    "provenance",
+    "utc_now",
+    "command_line",
+]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("rpg", "rpg_llm", "rpg_control")
 # Distributions a result may depend on; those not installed are left out.
 TRACKED_DISTRIBUTIONS = (
-    "torch", "numpy", "transformers", "trl", "peft", "accelerate", "datasets",
-    "gymnasium", "mujoco", "envpool", "ray", "stable-baselines3",
+    "torch",
+    "numpy",
+    "transformers",
+    "trl",
+    "peft",
+    "accelerate",
+    "datasets",
+    "gymnasium",
+    "mujoco",
+    "envpool",
+    "ray",
+    "stable-baselines3",
 )
 
 

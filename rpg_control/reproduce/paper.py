@@ -16,19 +16,40 @@ TABLE1_TITLES = {"none": "No-Entropy PPO", "end": "End-Entropy PPO", "repeat": "
 TABLE1 = {
     "average": {
         "ant": {"none": (3918.9, 1032.9), "end": (3887.9, 991.4), "repeat": (3241.2, 1299.7), "soft": (3845.6, 911.7)},
-        "hopper": {"none": (2387.3, 1060.6), "end": (2696.3, 978.0), "repeat": (2611.6, 967.8), "soft": (3105.3, 829.5)},
-        "halfcheetah": {"none": (2254.9, 1188.7), "end": (3291.5, 2006.0), "repeat": (-114.9, 73.2), "soft": (4993.7, 1262.3)},
+        "hopper": {
+            "none": (2387.3, 1060.6),
+            "end": (2696.3, 978.0),
+            "repeat": (2611.6, 967.8),
+            "soft": (3105.3, 829.5),
+        },
+        "halfcheetah": {
+            "none": (2254.9, 1188.7),
+            "end": (3291.5, 2006.0),
+            "repeat": (-114.9, 73.2),
+            "soft": (4993.7, 1262.3),
+        },
     },
     "best": {
         "ant": {"none": (4389.6, 296.7), "end": (4223.4, 822.6), "repeat": (4023.9, 786.3), "soft": (4581.1, 540.3)},
         "hopper": {"none": (3271.2, 573.4), "end": (3654.4, 46.4), "repeat": (3404.2, 226.0), "soft": (3689.4, 29.2)},
-        "halfcheetah": {"none": (4136.6, 1566.6), "end": (6049.3, 946.2), "repeat": (-38.9, 58.2), "soft": (5896.5, 371.8)},
+        "halfcheetah": {
+            "none": (4136.6, 1566.6),
+            "end": (6049.3, 946.2),
+            "repeat": (-38.9, 58.2),
+            "soft": (5896.5, 371.8),
+        },
     },
 }
 
 # Table II: policy -> (total, basic, add-on metric, add-on reward).
 TABLE2_POLICIES = ("prior", "greedy", "kl", "residual", "full")
-TABLE2_TITLES = {"prior": "Prior Policy", "greedy": "Greedy PPO", "kl": "KL PPO", "residual": "Residual PPO", "full": "Full Policy"}
+TABLE2_TITLES = {
+    "prior": "Prior Policy",
+    "greedy": "Greedy PPO",
+    "kl": "KL PPO",
+    "residual": "Residual PPO",
+    "full": "Full Policy",
+}
 ADDON_METRIC_TITLES = {"halfcheetah": "mean |θ_bthigh|", "hopper": "mean z", "ant": "mean v_y"}
 TABLE2 = {
     "halfcheetah": {

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rpg.utils.atomic import write_json_atomic, write_text_atomic
 from rpg_control.reproduce import paper, plots, tables
 from rpg_control.reproduce.plan import (
     CUSTOMIZATION_VARIANTS,
@@ -19,7 +20,6 @@ from rpg_control.reproduce.plan import (
     table1_runs,
     table3_runs,
 )
-from rpg.utils.atomic import write_json_atomic, write_text_atomic
 from rpg_control.reproduce.store import REPO_ROOT, copy_checkpoint_slim, read_json, result_commits, utc_now
 from rpg_control.reproduce.sweep import Sweep, SweepReport
 
@@ -47,19 +47,28 @@ class Reproduction:
         """The prior checkpoint of ``env``: given on the command line, or already picked (and committed)."""
         if env in self.priors:
             path = Path(self.priors[env]).resolve()
-            return {"path": str(path), "display": _relative(path), "sha256": file_sha256(path),
-                    "origin": "given with --prior"}
+            return {
+                "path": str(path),
+                "display": _relative(path),
+                "sha256": file_sha256(path),
+                "origin": "given with --prior",
+            }
         path = self.prior_path(env)
         if path.exists():
             record = read_json(path.with_suffix(".json")) or {}
             candidates = self.candidates(env)
             same = {s.run_id for s in candidates}
             if report:  # a table of committed results: a candidate made under an earlier config still counts
-                same |= {r["matched_config"] for s in candidates if (r := self.sweep.load_for_report(s)) and
-                         r.get("matched_config")}
+                same |= {
+                    r["matched_config"]
+                    for s in candidates
+                    if (r := self.sweep.load_for_report(s)) and r.get("matched_config")
+                }
             if record.get("source_run") and record["source_run"] not in same:
                 # Picked from Soft PPO runs of another config: pick again from the current ones.
-                self.sweep.log(f"reproduce: {_relative(path)} came from {record['source_run']}, not a current run; re-picking")
+                self.sweep.log(
+                    f"reproduce: {_relative(path)} came from {record['source_run']}, not a current run; re-picking"
+                )
                 return None
             record.update(path=str(path.resolve()), display=_relative(path), sha256=file_sha256(path))
             return record
@@ -90,16 +99,18 @@ class Reproduction:
             "eval_best": result["eval"]["best"],
             "picked_at": utc_now(),
             "commits": result_commits(result),
-            "source_checkpoint_step": ((result.get("evaluated_checkpoints") or {}).get("best") or {}
-                                       ).get("checkpoint_step"),
+            "source_checkpoint_step": ((result.get("evaluated_checkpoints") or {}).get("best") or {}).get(
+                "checkpoint_step"
+            ),
         }
         write_json_atomic(target.with_suffix(".json"), record)
         record.update(path=str(target.resolve()), display=_relative(target), sha256=file_sha256(target))
         return record
 
     # -- plans -----------------------------------------------------------------------------------
-    def cells(self, priors: dict[str, dict], envs: list[str], to_run: bool = False
-              ) -> dict[tuple[str, str], list[RunSpec]]:
+    def cells(
+        self, priors: dict[str, dict], envs: list[str], to_run: bool = False
+    ) -> dict[tuple[str, str], list[RunSpec]]:
         """(env, column) -> the seeds' run specs of one table cell group (``to_run``: only the
         ``--variants`` columns of Table I; the table itself shows every column that has results)."""
         cells: dict[tuple[str, str], list[RunSpec]] = {}
@@ -124,8 +135,11 @@ class Reproduction:
 
     def run(self, execute: bool = True) -> int:
         """Run what is missing (unless ``execute`` is False), then write the tables. Exit code."""
-        priors = {env: p for env in self.envs if (p := self.known_prior(env, report=not execute)) is not None
-                  } if self.table == 2 else {}
+        priors = (
+            {env: p for env in self.envs if (p := self.known_prior(env, report=not execute)) is not None}
+            if self.table == 2
+            else {}
+        )
         if execute and self.table == 2:
             # Stage 1: the Soft PPO runs a missing prior is picked from.
             stage1 = [s for env in self.envs if env not in priors for s in self.candidates(env)]
@@ -154,12 +168,23 @@ class Reproduction:
             known = {env: p for env in paper.ENVS if (p := self.known_prior(env, report=True)) is not None}
             priors = {**known, **priors}
         all_cells = self.cells(priors, list(paper.ENVS))
-        results = {s.run_id: r for specs in all_cells.values() for s in specs
-                   if (r := self.sweep.load_for_report(s)) is not None}
-        envs = [env for env in paper.ENVS if env in self.envs or any(
-            s.run_id in results for (e, _), specs in all_cells.items() if e == env for s in specs)]
+        results = {
+            s.run_id: r
+            for specs in all_cells.values()
+            for s in specs
+            if (r := self.sweep.load_for_report(s)) is not None
+        }
+        envs = [
+            env
+            for env in paper.ENVS
+            if env in self.envs
+            or any(s.run_id in results for (e, _), specs in all_cells.items() if e == env for s in specs)
+        ]
         cells = {key: specs for key, specs in all_cells.items() if key[0] in envs}
-        curves = {key: [results[s.run_id].get("curve", []) for s in specs if s.run_id in results] for key, specs in cells.items()}
+        curves = {
+            key: [results[s.run_id].get("curve", []) for s in specs if s.run_id in results]
+            for key, specs in cells.items()
+        }
         grouped: dict[str, dict[str, list]] = {}
         for (env, column), runs in curves.items():
             if runs and column != PRIOR_EVALUATION:
@@ -170,7 +195,11 @@ class Reproduction:
             # Customizations train on r_R + log-prob terms and the full policy on r + r_R: compare on the total.
             key, ylabel, titles = "episode_return_total", "total reward (basic + add-on)", paper.TABLE2_TITLES
         else:
-            key, ylabel, titles = "episode_return_basic", "basic reward", paper.TABLE1_TITLES if self.table == 1 else paper.TABLE3_TITLES
+            key, ylabel, titles = (
+                "episode_return_basic",
+                "basic reward",
+                paper.TABLE1_TITLES if self.table == 1 else paper.TABLE3_TITLES,
+            )
         curves_png = stem.with_name(f"table{self.table}_curves.png")
         plots.learning_curves(curves_png, envs, grouped, titles, key, ylabel, f"Table {'I' * self.table}")
         written.append(curves_png)
@@ -183,7 +212,9 @@ class Reproduction:
             else:
                 text = tables.table2_markdown(envs, self.scale, cells, results, self.command, priors, mode)
                 tradeoff_png = stem.with_name(f"table2_tradeoff{suffix}.png")
-                plots.tradeoff(tradeoff_png, envs, tables.table2_rows(envs, cells, results, mode), f"{self.scale.label}, {mode}")
+                plots.tradeoff(
+                    tradeoff_png, envs, tables.table2_rows(envs, cells, results, mode), f"{self.scale.label}, {mode}"
+                )
                 written.append(tradeoff_png)
             markdown = stem.with_name(f"table{self.table}{suffix}.md")
             write_text_atomic(markdown, text)

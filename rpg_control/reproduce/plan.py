@@ -1,8 +1,8 @@
 """What runs a table needs: scales, run specs and the per-table plans.
 
 A run is identified by everything that changes its outcome (env, variant, std type, the hash of
-its resolved training config, prior, steps, evaluation episodes, seed), so its id doubles as the path of its result JSON and of its
-run directory: planning twice gives the same ids, which is what makes a sweep resumable.
+its resolved training config, prior, steps, evaluation episodes, seed), so its id doubles as the path
+of its result JSON and of its run directory: planning twice gives the same ids, which is what makes a sweep resumable.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from rpg_control.reproduce import paper
-from rpg_control.variants import CUSTOMIZATION_VARIANTS, VARIANTS as TRAINING_VARIANTS
+from rpg_control.variants import CUSTOMIZATION_VARIANTS
+from rpg_control.variants import VARIANTS as TRAINING_VARIANTS
 
 PRIOR_EVALUATION = "prior"  # not a training run: the prior checkpoint evaluated on the full task
 
@@ -49,7 +50,9 @@ SCALES = {
 }
 
 
-def make_scale(name: str = "paper", steps: int | None = None, seeds: int | None = None, episodes: int | None = None) -> Scale:
+def make_scale(
+    name: str = "paper", steps: int | None = None, seeds: int | None = None, episodes: int | None = None
+) -> Scale:
     if name not in SCALES:
         raise ValueError(f"unknown scale {name!r}; choose one of: {', '.join(SCALES)}")
     for label, value in (("--steps", steps), ("--seeds", seeds), ("--episodes", episodes)):

@@ -10,9 +10,17 @@ import numpy as np
 from rpg_control.reproduce import paper
 
 COLORS = {
-    "none": "tab:gray", "end": "tab:orange", "repeat": "tab:purple", "soft": "tab:blue",
-    "prior": "black", "greedy": "tab:red", "kl": "tab:green", "residual": "tab:blue", "full": "tab:brown",
-    "global": "tab:blue", "state": "tab:orange",
+    "none": "tab:gray",
+    "end": "tab:orange",
+    "repeat": "tab:purple",
+    "soft": "tab:blue",
+    "prior": "black",
+    "greedy": "tab:red",
+    "kl": "tab:green",
+    "residual": "tab:blue",
+    "full": "tab:brown",
+    "global": "tab:blue",
+    "state": "tab:orange",
 }
 
 
@@ -26,15 +34,18 @@ def _pyplot():
 
 
 def _save(fig, path: Path) -> None:
-    from rpg.utils.atomic import write_bytes_atomic
     import io
+
+    from rpg.utils.atomic import write_bytes_atomic
 
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
     write_bytes_atomic(path, buffer.getvalue())
 
 
-def seed_band(curves: list[list[dict]], key: str, points: int = 100) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+def seed_band(
+    curves: list[list[dict]], key: str, points: int = 100
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """Mean and std over seeds of ``key`` against env steps, each seed interpolated on one grid.
 
     The grid spans the steps every seed has reached, so the band never extrapolates a seed.
@@ -66,7 +77,9 @@ def learning_curves(path: Path, envs, groups: dict, titles: dict, key: str, ylab
                 continue
             grid, mean, std = band
             color = COLORS.get(label)
-            ax.plot(grid, mean, color=color, label=f"{titles[label]} ({len(curves)} seed{'s' if len(curves) != 1 else ''})")
+            ax.plot(
+                grid, mean, color=color, label=f"{titles[label]} ({len(curves)} seed{'s' if len(curves) != 1 else ''})"
+            )
             ax.fill_between(grid, mean - std, mean + std, color=color, alpha=0.2, linewidth=0)
         ax.set_title(paper.ENV_TITLES[env])
         ax.set_xlabel("env steps")
@@ -86,14 +99,27 @@ def tradeoff(path: Path, envs, ours: dict, scale_label: str) -> None:
     plt = _pyplot()
     fig, axes = plt.subplots(len(envs), 2, figsize=(10, 4 * len(envs)), squeeze=False)
     for row, env in enumerate(envs):
-        theirs = {p: {"basic": paper.TABLE2[env][p][1], "addon": paper.TABLE2[env][p][3]} for p in paper.TABLE2_POLICIES}
-        for ax, figures, source in ((axes[row][0], ours[env], f"ours ({scale_label})"), (axes[row][1], theirs, "paper (5M steps, 5 seeds)")):
+        theirs = {
+            p: {"basic": paper.TABLE2[env][p][1], "addon": paper.TABLE2[env][p][3]} for p in paper.TABLE2_POLICIES
+        }
+        for ax, figures, source in (
+            (axes[row][0], ours[env], f"ours ({scale_label})"),
+            (axes[row][1], theirs, "paper (5M steps, 5 seeds)"),
+        ):
             for policy in paper.TABLE2_POLICIES:
                 basic, addon = figures[policy]["basic"], figures[policy]["addon"]
                 if basic is None or addon is None:
                     continue
-                ax.errorbar(basic[0], addon[0], xerr=basic[1], yerr=addon[1], fmt="o", color=COLORS[policy],
-                            capsize=3, label=paper.TABLE2_TITLES[policy])
+                ax.errorbar(
+                    basic[0],
+                    addon[0],
+                    xerr=basic[1],
+                    yerr=addon[1],
+                    fmt="o",
+                    color=COLORS[policy],
+                    capsize=3,
+                    label=paper.TABLE2_TITLES[policy],
+                )
             ax.set_title(f"{paper.ENV_TITLES[env]} — {source}")
             ax.set_xlabel("basic reward")
             ax.set_ylabel(f"add-on reward ({paper.ADDON_METRIC_TITLES[env]})")

@@ -52,8 +52,10 @@ def read_curve(metrics_path: Path, max_points: int = MAX_CURVE_POINTS) -> list[d
 
 
 def _figures(evaluation: dict) -> dict:
-    return {key: {"mean": float(evaluation[key]["mean"]), "std": float(evaluation[key]["std"])}
-            for key in ("total", "basic", "addon", "addon_metric")}
+    return {
+        key: {"mean": float(evaluation[key]["mean"]), "std": float(evaluation[key]["std"])}
+        for key in ("total", "basic", "addon", "addon_metric")
+    }
 
 
 def _load_config(spec: RunSpec):
@@ -107,7 +109,9 @@ def train_and_evaluate(spec: RunSpec, run_dir: Path, progress: bool = True) -> d
         out = {}
         for name, path in checkpoints.items():
             for suffix, deterministic in (("", True), ("_stochastic", False)):
-                out[name + suffix] = _figures(evaluate(path, episodes=spec.episodes, seed=eval_seed, deterministic=deterministic))
+                out[name + suffix] = _figures(
+                    evaluate(path, episodes=spec.episodes, seed=eval_seed, deterministic=deterministic)
+                )
         return out
 
     if spec.variant == PRIOR_EVALUATION:
@@ -116,9 +120,13 @@ def train_and_evaluate(spec: RunSpec, run_dir: Path, progress: bool = True) -> d
         evals.update(last=evals["best"], last_stochastic=evals["best_stochastic"])
         record = checkpoint_record(_absolute(spec.prior), "best")
         record.pop("training_sessions")
-        return {"eval": evals, "trained_steps": 0, "checkpoints": {"best": spec.prior},
-                "evaluated_checkpoints": {"best": record, "last": record},
-                "evaluation_seconds": round(time.perf_counter() - start, 2)}
+        return {
+            "eval": evals,
+            "trained_steps": 0,
+            "checkpoints": {"best": spec.prior},
+            "evaluated_checkpoints": {"best": record, "last": record},
+            "evaluation_seconds": round(time.perf_counter() - start, 2),
+        }
 
     from rpg_control.train import train
 

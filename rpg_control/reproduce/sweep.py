@@ -20,11 +20,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from rpg_control.reproduce.plan import RunSpec
-from rpg_control.run_lock import run_lock
 from rpg.utils.atomic import write_bytes_atomic, write_json_atomic
 from rpg.utils.provenance import provenance, utc_now
+from rpg_control.reproduce.plan import RunSpec
 from rpg_control.reproduce.store import read_json, source_fingerprint, training_provenance
+from rpg_control.run_lock import run_lock
 
 DEFAULT_RUNNER = "rpg_control.reproduce.runner:train_and_evaluate"
 BACKENDS = ("local", "ray")
@@ -188,7 +188,9 @@ class Sweep:
         # spawn, not fork: torch and MuJoCo hold threads and locks that a fork would copy mid-state.
         context = multiprocessing.get_context("spawn")
         threads = max(1, (os.cpu_count() or 1) // self.jobs)
-        with ProcessPoolExecutor(max_workers=self.jobs, mp_context=context, initializer=_share_cores, initargs=(threads,)) as pool:
+        with ProcessPoolExecutor(
+            max_workers=self.jobs, mp_context=context, initializer=_share_cores, initargs=(threads,)
+        ) as pool:
             futures = {pool.submit(execute_run, *self._arguments(spec)): spec for spec in pending}
             try:
                 while futures:
@@ -211,8 +213,12 @@ class Sweep:
             address = self.ray_address or os.environ.get("RAY_ADDRESS")
             # The job's runtime_env ships this checkout's code to every worker (Ray uploads a local
             # working_dir only at job level); a Ray the caller initialized keeps the caller's.
-            ray.init(address=address, num_cpus=None if address else self.jobs, log_to_driver=False,
-                     runtime_env=ray_runtime_env())
+            ray.init(
+                address=address,
+                num_cpus=None if address else self.jobs,
+                log_to_driver=False,
+                runtime_env=ray_runtime_env(),
+            )
         remote_run = ray.remote(num_cpus=1, max_retries=1)(execute_run)
         references = {remote_run.remote(*self._arguments(spec, remote=True)): spec for spec in pending}
         in_flight = list(references)
@@ -256,8 +262,11 @@ class Sweep:
             # evaluated again later, keeps the commit, machine and wall time of each step.
             "provenance": {
                 "training": training_provenance(sessions),
-                "evaluation": {**worker, "wall_time_s": payload.get("evaluation_seconds"),
-                               "utc": outcome["finished_at"]},
+                "evaluation": {
+                    **worker,
+                    "wall_time_s": payload.get("evaluation_seconds"),
+                    "utc": outcome["finished_at"],
+                },
             },
         }
         write_json_atomic(self.result_path(spec), result)

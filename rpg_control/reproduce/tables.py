@@ -80,18 +80,25 @@ def header(title: str, scale: Scale, command: str, provenance: dict, mode: str =
     lines.append(
         f"**Scale: `{scale.label}`** — {scale.describe()}. "
         f"Paper: {paper.PAPER_PROTOCOL}. "
-        + ("This is the paper's protocol; a cell is complete when all its seeds are in (runs finished below)."
-           if (scale.steps, scale.seeds, scale.episodes) == (5_000_000, 5, 100)
-           else "Numbers at a reduced scale are a first look, not a reproduction of the paper's figures.")
+        + (
+            "This is the paper's protocol; a cell is complete when all its seeds are in (runs finished below)."
+            if (scale.steps, scale.seeds, scale.episodes) == (5_000_000, 5, 100)
+            else "Numbers at a reduced scale are a first look, not a reproduction of the paper's figures."
+        )
     )
     lines.append("")
     made_by = provenance.get("commands") or []
-    lines.append(f"Rendered by `{command}`" + (f"; runs made by {', '.join(f'`{c}`' for c in made_by)}." if made_by else "."))
     lines.append(
-        f"Runs finished: {provenance['done']}/{provenance['planned']}; commits: {', '.join(provenance['commits']) or '—'} "
+        f"Rendered by `{command}`" + (f"; runs made by {', '.join(f'`{c}`' for c in made_by)}." if made_by else ".")
+    )
+    lines.append(
+        f"Runs finished: {provenance['done']}/{provenance['planned']}; commits: "
+        f"{', '.join(provenance['commits']) or '—'} "
         f"(sha256 of the rpg/ + rpg_control/ sources the runs executed: {', '.join(provenance['sources']) or '—'}); "
-        f"machines: {', '.join(provenance['machines']) or '—'}; total training wall time: {provenance['wall_time_h']:.2f} h. "
-        f"Per-run result JSONs (config, seed, steps, commit, wall time, machine, eval figures) are under `run_results/` beside this file."
+        f"machines: {', '.join(provenance['machines']) or '—'}; total training wall time: "
+        f"{provenance['wall_time_h']:.2f} h. "
+        f"Per-run result JSONs (config, seed, steps, commit, wall time, machine, eval figures) are under "
+        "`run_results/` beside this file."
     )
     if provenance.get("matched"):
         lines.append(
@@ -108,8 +115,9 @@ def provenance(specs: list[RunSpec], results: dict[str, dict]) -> dict:
     return {
         "planned": len({s.run_id for s in specs}),
         "done": len(done),
-        "commits": sorted({c[:12] + ("-dirty" if c.endswith("-dirty") else "")
-                           for r in done for c in result_commits(r)}),
+        "commits": sorted(
+            {c[:12] + ("-dirty" if c.endswith("-dirty") else "") for r in done for c in result_commits(r)}
+        ),
         "machines": sorted({result_machine(r) for r in done}),
         "wall_time_h": sum(r["wall_time_s"] for r in done) / 3600,
         "commands": sorted({r["command"] for r in done if r.get("command")}),
@@ -175,8 +183,10 @@ def claim_line(label: str, a: verdicts.Cell | None, b: verdicts.Cell | None, nam
     if comparison is None:
         return f"{label}: {verdicts.MISSING}."
     seeds = f"{len(a.values)} vs {len(b.values) if b.fixed_se is None else 'one checkpoint'}"
-    return (f"{label}: {verdicts.bold(comparison.verdict)} — {names[0]} {a.mean:.1f} vs {names[1]} {b.mean:.1f} "
-            f"({comparison.text()}; seeds {seeds})")
+    return (
+        f"{label}: {verdicts.bold(comparison.verdict)} — {names[0]} {a.mean:.1f} vs {names[1]} {b.mean:.1f} "
+        f"({comparison.text()}; seeds {seeds})"
+    )
 
 
 def _multi_claim(label: str, mine: verdicts.Cell | None, others: dict[str, verdicts.Cell | None], titles) -> str:
@@ -215,10 +225,14 @@ def _basic_task_sections(envs, columns, titles, rows_specs, results, mode, paper
     ours = {env: {c: rows[(env, c)].get("last", "basic") for c in columns} for env in envs}
     theirs = {env: {c: paper_table["average"][env][c] for c in columns} for env in envs}
     lines += _compare_table(envs, columns, titles, ours, theirs) + [""]
-    lines += ["## Best performance (the best seed's best checkpoint)", "",
-              "As in the paper, where Table I's best Soft PPO figure is Table II's prior: one checkpoint, the "
-              "best-checkpoint policy of the seed whose deterministic basic reward is highest. Picking the best of "
-              "the seeds on the evaluation itself flatters every column alike.", ""]
+    lines += [
+        "## Best performance (the best seed's best checkpoint)",
+        "",
+        "As in the paper, where Table I's best Soft PPO figure is Table II's prior: one checkpoint, the "
+        "best-checkpoint policy of the seed whose deterministic basic reward is highest. Picking the best of "
+        "the seeds on the evaluation itself flatters every column alike.",
+        "",
+    ]
     best = {env: {c: _best_seed(rows_specs[(env, c)], results, mode, "basic") for c in columns} for env in envs}
     ours = {env: {c: (b[0] if b else None) for c, b in best[env].items()} for env in envs}
     theirs = {env: {c: paper_table["best"][env][c] for c in columns} for env in envs}
@@ -229,9 +243,15 @@ def _basic_task_sections(envs, columns, titles, rows_specs, results, mode, paper
     lines += ["", "## Best checkpoints of every seed, pooled (extra column set; not the paper's definition)", ""]
     ours = {env: {c: rows[(env, c)].get("best", "basic") for c in columns} for env in envs}
     lines += _compare_table(envs, columns, titles, ours, theirs) + [""]
-    lines.append("Env steps of each seed's evaluated best checkpoint: " + "; ".join(
-        f"{paper.ENV_TITLES[env]} {titles[c]}: {checkpoint_steps(rows_specs[(env, c)], results, 'best')}"
-        for env in envs for c in columns) + ".")
+    lines.append(
+        "Env steps of each seed's evaluated best checkpoint: "
+        + "; ".join(
+            f"{paper.ENV_TITLES[env]} {titles[c]}: {checkpoint_steps(rows_specs[(env, c)], results, 'best')}"
+            for env in envs
+            for c in columns
+        )
+        + "."
+    )
     lines.append("")
     return lines
 
@@ -239,18 +259,25 @@ def _basic_task_sections(envs, columns, titles, rows_specs, results, mode, paper
 def _verdict_note(seeds: int) -> str:
     """How verdicts are decided, with the t range that ``seeds`` finished seeds per cell give."""
     low, high = verdicts.t_quantile(2 * (seeds - 1)), verdicts.t_quantile(seeds - 1)
-    return ("Verdicts: a claim \"A above B\" is *reproduced* when the difference of the seeds' mean figures d exceeds "
-            "t·se (se over seeds, Welch's t at 95%, two-sided; `rpg_control/reproduce/verdicts.py`), *opposite* when "
-            f"−d does, else *inconclusive*. With {seeds} seeds per cell Welch's degrees of freedom lie between "
-            f"{seeds - 1} and {2 * (seeds - 1)}, so t is {low:.1f} to {high:.1f}"
-            + (": only gaps several times the seed spread pass." if seeds < 4 else "."))
+    return (
+        'Verdicts: a claim "A above B" is *reproduced* when the difference of the seeds\' mean figures d exceeds '
+        "t·se (se over seeds, Welch's t at 95%, two-sided; `rpg_control/reproduce/verdicts.py`), *opposite* when "
+        f"−d does, else *inconclusive*. With {seeds} seeds per cell Welch's degrees of freedom lie between "
+        f"{seeds - 1} and {2 * (seeds - 1)}, so t is {low:.1f} to {high:.1f}"
+        + (": only gaps several times the seed spread pass." if seeds < 4 else ".")
+    )
 
 
 def table1_markdown(envs, scale, specs_by_cell, results, command, mode="deterministic") -> str:
     """``specs_by_cell[(env, variant)]`` lists the seeds' run specs of one cell."""
     all_specs = [s for specs in specs_by_cell.values() for s in specs]
-    lines = header("Table I — entropy-regularized PPO variants on MuJoCo (basic reward)", scale, command,
-                   provenance(all_specs, results), mode)
+    lines = header(
+        "Table I — entropy-regularized PPO variants on MuJoCo (basic reward)",
+        scale,
+        command,
+        provenance(all_specs, results),
+        mode,
+    )
     lines[2] = lines[2].replace("{N}", "1")
     variants = paper.TABLE1_VARIANTS
     lines += _basic_task_sections(envs, variants, paper.TABLE1_TITLES, specs_by_cell, results, mode, paper.TABLE1)
@@ -258,31 +285,45 @@ def table1_markdown(envs, scale, specs_by_cell, results, command, mode="determin
     for env in envs:
         for checkpoint, paper_key in (("last", "average"), ("best", "best")):
             mine = seed_cell(specs_by_cell[(env, "soft")], results, checkpoint, "basic", mode)
-            others = {v: seed_cell(specs_by_cell[(env, v)], results, checkpoint, "basic", mode)
-                      for v in variants if v != "soft"}
+            others = {
+                v: seed_cell(specs_by_cell[(env, v)], results, checkpoint, "basic", mode)
+                for v in variants
+                if v != "soft"
+            }
             theirs = paper.TABLE1[paper_key][env]
             paper_numbers = f"paper: Soft {theirs['soft'][0]:.1f} vs " + ", ".join(
-                f"{paper.TABLE1_TITLES[v]} {theirs[v][0]:.1f}" for v in others)
-            label = (f"{paper.ENV_TITLES[env]}, {checkpoint} checkpoints ({paper_key} performance): "
-                     "Soft PPO above each other entropy variant")
+                f"{paper.TABLE1_TITLES[v]} {theirs[v][0]:.1f}" for v in others
+            )
+            label = (
+                f"{paper.ENV_TITLES[env]}, {checkpoint} checkpoints ({paper_key} performance): "
+                "Soft PPO above each other entropy variant"
+            )
             lines.append(f"- {_multi_claim(label, mine, others, paper.TABLE1_TITLES)} ({paper_numbers}).")
     return "\n".join(lines) + "\n"
 
 
 def table3_markdown(envs, scale, specs_by_cell, results, command, mode="deterministic") -> str:
     all_specs = [s for specs in specs_by_cell.values() for s in specs]
-    lines = header("Table III — Soft PPO: global vs state-dependent std (basic reward)", scale, command,
-                   provenance(all_specs, results), mode)
+    lines = header(
+        "Table III — Soft PPO: global vs state-dependent std (basic reward)",
+        scale,
+        command,
+        provenance(all_specs, results),
+        mode,
+    )
     lines[2] = lines[2].replace("{N}", "3")
-    lines += _basic_task_sections(envs, paper.TABLE3_STDS, paper.TABLE3_TITLES, specs_by_cell, results, mode,
-                                  paper.TABLE3)
+    lines += _basic_task_sections(
+        envs, paper.TABLE3_STDS, paper.TABLE3_TITLES, specs_by_cell, results, mode, paper.TABLE3
+    )
     lines += ["## Claims", "", _verdict_note(scale.seeds), ""]
     for env in envs:
         for checkpoint, paper_key in (("last", "average"), ("best", "best")):
             cells = [seed_cell(specs_by_cell[(env, s)], results, checkpoint, "basic", mode) for s in paper.TABLE3_STDS]
             theirs = paper.TABLE3[paper_key][env]
-            label = (f"{paper.ENV_TITLES[env]}, {checkpoint} checkpoints ({paper_key} performance): "
-                     "global std above state std")
+            label = (
+                f"{paper.ENV_TITLES[env]}, {checkpoint} checkpoints ({paper_key} performance): "
+                "global std above state std"
+            )
             line = claim_line(label, cells[0], cells[1], ("global", "state"))
             lines.append(f"- {line} (paper: {theirs['global'][0]:.1f} vs {theirs['state'][0]:.1f}).")
     return "\n".join(lines) + "\n"
@@ -311,24 +352,34 @@ def table2_rows(envs, specs_by_cell, results, mode="deterministic", checkpoint="
 def _table2_env_block(env, specs_by_cell, results, mode, prior) -> list[str]:
     lines = [f"## {paper.ENV_TITLES[env]} (add-on metric: {paper.ADDON_METRIC_TITLES[env]})", ""]
     if prior:
-        lines += [f"Prior: `{prior.get('display', prior.get('path'))}` (sha256 {str(prior.get('sha256'))[:12]}), "
-                  f"{prior.get('origin', '')}.", ""]
+        lines += [
+            f"Prior: `{prior.get('display', prior.get('path'))}` (sha256 {str(prior.get('sha256'))[:12]}), "
+            f"{prior.get('origin', '')}.",
+            "",
+        ]
     metric_title = paper.ADDON_METRIC_TITLES[env].replace("|", "\\|")
-    lines.append(f"| Policy | | Total reward | Basic reward | {metric_title} | Add-on reward | "
-                 "checkpoint steps (per seed) |")
+    lines.append(
+        f"| Policy | | Total reward | Basic reward | {metric_title} | Add-on reward | checkpoint steps (per seed) |"
+    )
     lines.append("|---|---|---|---|---|---|---|")
     ours = {c: table2_rows([env], specs_by_cell, results, mode, c)[env] for c in ("best", "last")}
     theirs = {p: dict(zip(TABLE2_QUANTITIES, paper.TABLE2[env][p])) for p in paper.TABLE2_POLICIES}
-    bold = {source: _bold_best({p: figures[p]["total"] for p in paper.TABLE2_POLICIES if p != "full"})
-            for source, figures in (("best", ours["best"]), ("last", ours["last"]), ("paper", theirs))}
+    bold = {
+        source: _bold_best({p: figures[p]["total"] for p in paper.TABLE2_POLICIES if p != "full"})
+        for source, figures in (("best", ours["best"]), ("last", ours["last"]), ("paper", theirs))
+    }
     for policy in paper.TABLE2_POLICIES:
         specs = specs_by_cell.get((env, policy), [])
         sources = [("ours, best ckpt", "best", ours["best"]), ("ours, last ckpt", "last", ours["last"])]
         if policy == PRIOR_EVALUATION:  # one checkpoint: its best and last rows are the same policy
             sources = [("ours", "best", ours["best"])]
         for index, (name, key, figures) in enumerate(sources + [("paper", "paper", theirs)]):
-            cells = [fmt(figures[policy]["total"], bold=policy == bold[key]), fmt(figures[policy]["basic"]),
-                     fmt(figures[policy]["addon_metric"], digits=2), fmt(figures[policy]["addon"])]
+            cells = [
+                fmt(figures[policy]["total"], bold=policy == bold[key]),
+                fmt(figures[policy]["basic"]),
+                fmt(figures[policy]["addon_metric"], digits=2),
+                fmt(figures[policy]["addon"]),
+            ]
             steps = checkpoint_steps(specs, results, key) if key != "paper" else ""
             title = paper.TABLE2_TITLES[policy] if index == 0 else ""
             lines.append(f"| {title} | {name} | " + " | ".join(cells) + f" | {steps} |")
@@ -338,13 +389,15 @@ def _table2_env_block(env, specs_by_cell, results, mode, prior) -> list[str]:
 
 def table2_markdown(envs, scale, specs_by_cell, results, command, priors: dict[str, dict], mode="deterministic") -> str:
     all_specs = [s for specs in specs_by_cell.values() for s in specs]
-    lines = header("Table II — Residual PPO: customizing a prior on MuJoCo", scale, command, provenance(all_specs, results), mode)
+    lines = header(
+        "Table II — Residual PPO: customizing a prior on MuJoCo", scale, command, provenance(all_specs, results), mode
+    )
     lines[2] = lines[2].replace("{N}", "2")
     lines.append(
         "Total = basic + add-on reward, evaluated on the full task. Each method has two rows: each seed's best "
         "checkpoint (picked during training by the run's selection metric, the paper's choice) and each seed's "
         "last checkpoint; the last column gives the env steps at which the evaluated checkpoints were saved "
-        f"(\"{NOT_RECORDED}\" for runs made before they were recorded). The prior row evaluates the one prior "
+        f'("{NOT_RECORDED}" for runs made before they were recorded). The prior row evaluates the one prior '
         "checkpoint. Bold: the best total of each row set (best / last / paper) other than the Full Policy "
         "(trained from scratch on r + r_R, the upper bound)."
     )
@@ -363,8 +416,10 @@ def table2_claims(env: str, specs_by_cell, results, mode: str = "deterministic")
     claims = []
     for other, quantity, label in TABLE2_CLAIMS:
         for checkpoint in ("best", "last"):
-            cells = [seed_cell(specs_by_cell.get((env, policy), []), results, checkpoint, quantity, mode)
-                     for policy in ("residual", other)]
+            cells = [
+                seed_cell(specs_by_cell.get((env, policy), []), results, checkpoint, quantity, mode)
+                for policy in ("residual", other)
+            ]
             names = ("Residual", paper.TABLE2_TITLES[other])
             line = claim_line(f"{label} ({checkpoint} checkpoints)", cells[0], cells[1], names)
             claims.append(f"{line} (paper: {theirs['residual'][quantity][0]:.1f} vs {theirs[other][quantity][0]:.1f}).")

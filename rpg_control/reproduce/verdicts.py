@@ -22,8 +22,24 @@ import statistics
 from dataclasses import dataclass
 
 # Two-sided 95% quantiles of Student's t (df -> t); larger df use the next smaller tabulated df.
-_T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262,
-         10: 2.228, 12: 2.179, 15: 2.131, 20: 2.086, 30: 2.042, 60: 2.000, 120: 1.980}
+_T975 = {
+    1: 12.706,
+    2: 4.303,
+    3: 3.182,
+    4: 2.776,
+    5: 2.571,
+    6: 2.447,
+    7: 2.365,
+    8: 2.306,
+    9: 2.262,
+    10: 2.228,
+    12: 2.179,
+    15: 2.131,
+    20: 2.086,
+    30: 2.042,
+    60: 2.000,
+    120: 1.980,
+}
 
 REPRODUCED, OPPOSITE, INCONCLUSIVE, MISSING = "reproduced", "opposite", "inconclusive", "n/a (runs missing)"
 
@@ -101,5 +117,8 @@ def combine(verdicts: list[str]) -> str:
 
 
 def bold(verdict: str) -> str:
-    return {REPRODUCED: "**reproduced**", OPPOSITE: "**not reproduced (the opposite holds)**",
-            INCONCLUSIVE: "**inconclusive**"}.get(verdict, verdict)
+    return {
+        REPRODUCED: "**reproduced**",
+        OPPOSITE: "**not reproduced (the opposite holds)**",
+        INCONCLUSIVE: "**inconclusive**",
+    }.get(verdict, verdict)

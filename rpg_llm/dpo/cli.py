@@ -40,8 +40,10 @@ TOY_DEFAULTS = dict(
 
 
 def _alias_loss(argv: list[str]) -> list[str]:
-    return ["--loss_type" if arg == "--loss" else "--loss_type=" + arg[7:] if arg.startswith("--loss=") else arg
-            for arg in argv]
+    return [
+        "--loss_type" if arg == "--loss" else "--loss_type=" + arg[7:] if arg.startswith("--loss=") else arg
+        for arg in argv
+    ]
 
 
 def parse_with_launch(argv: list[str]):
@@ -123,9 +125,9 @@ def run_model_job(trainer, training_args) -> int:
 def run_toy_job(training_args, toy, argv: list[str]) -> int:
     from accelerate import PartialState
 
-    from rpg_llm.toy.dpo_pairs import sample_preference_pairs
-    from rpg_llm.toy.dpo_job import default_methods, print_tables, run_toy_comparison, write_results
     from rpg_llm.report import provenance
+    from rpg_llm.toy.dpo_job import default_methods, print_tables, run_toy_comparison, write_results
+    from rpg_llm.toy.dpo_pairs import sample_preference_pairs
 
     state = PartialState()
     started = time.perf_counter()
@@ -135,9 +137,15 @@ def run_toy_job(training_args, toy, argv: list[str]) -> int:
     heldout_pairs = sample_preference_pairs(world, toy.num_heldout_pairs, seed=toy.pair_seed + 1)
     methods = default_methods(training_args.beta, training_args.alpha_hat, training_args.omega_prime, toy.methods)
     result = run_toy_comparison(
-        world, methods, train_pairs, heldout_pairs, training_args.output_dir,
-        max_steps=training_args.max_steps, learning_rate=training_args.learning_rate,
-        batch_size=training_args.per_device_train_batch_size, seed=training_args.seed,
+        world,
+        methods,
+        train_pairs,
+        heldout_pairs,
+        training_args.output_dir,
+        max_steps=training_args.max_steps,
+        learning_rate=training_args.learning_rate,
+        batch_size=training_args.per_device_train_batch_size,
+        seed=training_args.seed,
         progress=not training_args.disable_tqdm,
     )
     if state.is_main_process:

@@ -69,7 +69,8 @@ class DecoupledDPOConfig(DPOConfig):
         default=True,
         metadata={
             "help": "End every completion with EOS, as TRL does. Turn off for fixed-length completions (e.g. the toy "
-            "world), where ending is not the policy's choice and log π(EOS) would only add noise to the implicit reward."
+            "world), where ending is not the policy's choice and log π(EOS) would only add noise to the "
+            "implicit reward."
         },
     )
 

@@ -113,8 +113,17 @@ class DecoupledDPOTrainer(DPOTrainer):
     _tag_names = ["trl", "dpo", "rpg"]
     _name = "Decoupled DPO"
 
-    def __init__(self, model, ref_model=None, args: DecoupledDPOConfig | None = None, data_collator=None,
-                 train_dataset=None, eval_dataset=None, *positional, **kwargs):
+    def __init__(
+        self,
+        model,
+        ref_model=None,
+        args: DecoupledDPOConfig | None = None,
+        data_collator=None,
+        train_dataset=None,
+        eval_dataset=None,
+        *positional,
+        **kwargs,
+    ):
         if args is None:
             name = model if isinstance(model, str) else model.config._name_or_path
             args = DecoupledDPOConfig(f"{str(name).rstrip('/').split('/')[-1]}-decoupled-DPO")
@@ -142,8 +151,10 @@ class DecoupledDPOTrainer(DPOTrainer):
         eos = self._tokenizer.eos_token_id
 
         def strip_eos(example):
-            return {key: example[key][:-1] if example[key][-1:] == [eos] else example[key]
-                    for key in ("chosen_ids", "rejected_ids")}
+            return {
+                key: example[key][:-1] if example[key][-1:] == [eos] else example[key]
+                for key in ("chosen_ids", "rejected_ids")
+            }
 
         return dataset.map(strip_eos)
 
@@ -181,7 +192,8 @@ class DecoupledDPOTrainer(DPOTrainer):
         if not captured[0] or (reference is None and not self.precompute_ref_logps and len(captured[0]) < 2):
             raise RuntimeError(
                 "DecoupledDPOTrainer saw no fused-LM-head forward of the policy (or of the reference): "
-                f"this TRL version ({trl.__version__}) computes DPO log-probs differently than the one this was built on"
+                f"this TRL version ({trl.__version__}) computes DPO log-probs differently than the one this "
+                "was built on"
             )
         policy_chosen, policy_rejected = sequence_logps(captured[0][0])
         if self.precompute_ref_logps:
@@ -203,13 +215,21 @@ class DecoupledDPOTrainer(DPOTrainer):
         for loss_type, weight in self.rpg_losses:
             if loss_type == "decoupled":
                 out = decoupled_dpo_loss(
-                    policy_chosen, policy_rejected, ref_chosen, ref_rejected,
-                    alpha_hat=self.args.alpha_hat, omega_prime=self.args.omega_prime,
+                    policy_chosen,
+                    policy_rejected,
+                    ref_chosen,
+                    ref_rejected,
+                    alpha_hat=self.args.alpha_hat,
+                    omega_prime=self.args.omega_prime,
                 )
             else:  # "ce"
                 out = implicit_reward_cross_entropy_loss(
-                    policy_chosen, policy_rejected, ref_chosen, ref_rejected,
-                    beta=self.beta, labels=1.0 if labels is None else labels,
+                    policy_chosen,
+                    policy_rejected,
+                    ref_chosen,
+                    ref_rejected,
+                    beta=self.beta,
+                    labels=1.0 if labels is None else labels,
                 )
             total = total + out.losses.mean() * weight
             chosen_rewards = self.accelerator.gather(out.chosen_rewards)

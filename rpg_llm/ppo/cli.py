@@ -75,7 +75,10 @@ def run_model_job(script, ppo_args, model_args) -> int:
         init["dtype"] = model_args.dtype
     ppo_args.model_init_kwargs = {**init, **(ppo_args.model_init_kwargs or {})}
     trainer = ResidualPPOTrainer(
-        ppo_args, model_args.model_name_or_path, train_dataset=dataset, peft_config=get_peft_config(model_args),
+        ppo_args,
+        model_args.model_name_or_path,
+        train_dataset=dataset,
+        peft_config=get_peft_config(model_args),
         eval_dataset=eval_dataset,
     )
     history = trainer.train()
@@ -83,7 +86,8 @@ def run_model_job(script, ppo_args, model_args) -> int:
     if history and trainer.accelerator.is_main_process:
         last = history[-1]
         print(
-            f"done: {len(history)} iterations; r_R {last['reward/addon']:.4f}, KL to ref {last['objective/kl_to_ref']:.4f}; "
+            f"done: {len(history)} iterations; r_R {last['reward/addon']:.4f}, KL to ref "
+            f"{last['objective/kl_to_ref']:.4f}; "
             f"model saved to {ppo_args.output_dir}"
         )
     return 0
@@ -92,17 +96,21 @@ def run_model_job(script, ppo_args, model_args) -> int:
 def run_toy_job(experiment, ppo_args, argv: list[str]) -> int:
     from accelerate import PartialState
 
+    from rpg_llm.launch import check_world_size
     from rpg_llm.report import provenance
     from rpg_llm.toy.ppo_job import print_results, run_toy_comparison, write_results
 
-    from rpg_llm.launch import check_world_size
-
     state = PartialState(cpu=ppo_args.use_cpu)
     check_world_size(state.num_processes, "ppo")
-    ignored = [flag for flag in ("--omega_prime", "--alpha_hat", "--kl_coef") if any(a.split("=")[0] == flag for a in argv)]
+    ignored = [
+        flag for flag in ("--omega_prime", "--alpha_hat", "--kl_coef") if any(a.split("=")[0] == flag for a in argv)
+    ]
     if ignored and state.is_main_process:
-        print(f"note: {', '.join(ignored)} ignored by the toy job; each method's (ω', α̂) comes from "
-              "--greedy_alpha_hat, --kl_beta, --residual_omega_prime, --residual_alpha_hat", file=sys.stderr)
+        print(
+            f"note: {', '.join(ignored)} ignored by the toy job; each method's (ω', α̂) comes from "
+            "--greedy_alpha_hat, --kl_beta, --residual_omega_prime, --residual_alpha_hat",
+            file=sys.stderr,
+        )
     started = time.perf_counter()
     world = experiment.build_world()
     result = run_toy_comparison(experiment, ppo_args, world)

@@ -44,28 +44,37 @@ class ResidualPPOConfig(TrainingArguments):
     )
     kl_coef: float | None = field(
         default=None,
-        metadata={"help": "β shorthand for classic KL-penalized RLHF: sets omega_prime = alpha_hat = β "
-                  "(give it alone, or omega_prime and alpha_hat)"},
+        metadata={
+            "help": "β shorthand for classic KL-penalized RLHF: sets omega_prime = alpha_hat = β "
+            "(give it alone, or omega_prime and alpha_hat)"
+        },
     )
     kl_estimator: str = field(
         default="k1",
-        metadata={"help": "estimator of the logged objective/kl_to_ref: 'k1' Σ(log πθ − log π_ref) or 'k3' "
-                  "Σ(r − 1 − log r), r = π_ref/πθ (lower variance); the reward itself always uses the exact log-probs"},
+        metadata={
+            "help": "estimator of the logged objective/kl_to_ref: 'k1' Σ(log πθ − log π_ref) or 'k3' "
+            "Σ(r − 1 − log r), r = π_ref/πθ (lower variance); the reward itself always uses the exact log-probs"
+        },
     )
     # --- rollout
     response_length: int = field(default=53, metadata={"help": "tokens sampled per completion"})
     temperature: float = field(
-        default=1.0, metadata={"help": "sampling temperature; fixed to 1 (log πθ in the reward must be the sampling law)"}
+        default=1.0,
+        metadata={"help": "sampling temperature; fixed to 1 (log πθ in the reward must be the sampling law)"},
     )
     total_episodes: int | None = field(
         default=None,
-        metadata={"help": "completions to roll out in total (all processes); default: num_train_epochs × dataset size "
-                  "× num_generations"},
+        metadata={
+            "help": "completions to roll out in total (all processes); default: num_train_epochs × dataset size "
+            "× num_generations"
+        },
     )
     stop_token: str | None = field(
         default=None,
-        metadata={"help": "'eos': completions stop at the tokenizer's EOS (sets stop_token_id). Unset, like "
-                  "stop_token_id: every completion is response_length tokens long (TRL's default)"},
+        metadata={
+            "help": "'eos': completions stop at the tokenizer's EOS (sets stop_token_id). Unset, like "
+            "stop_token_id: every completion is response_length tokens long (TRL's default)"
+        },
     )
     stop_token_id: int | None = field(
         default=None,
@@ -76,18 +85,24 @@ class ResidualPPOConfig(TrainingArguments):
     )
     num_sample_generations: int = field(
         default=10,
-        metadata={"help": "times during training a table of greedy completions of eval_dataset prompts, with "
-                  "their r_R, is logged (0: never; needs an eval dataset)"},
+        metadata={
+            "help": "times during training a table of greedy completions of eval_dataset prompts, with "
+            "their r_R, is logged (0: never; needs an eval dataset)"
+        },
     )
     ds3_gather_for_generation: bool = field(
         default=True,
-        metadata={"help": "DeepSpeed ZeRO-3: gather the policy's weights for sampling (fast, needs the memory); "
-                  "False samples from the sharded model (slow, for models that do not fit on one GPU)"},
+        metadata={
+            "help": "DeepSpeed ZeRO-3: gather the policy's weights for sampling (fast, needs the memory); "
+            "False samples from the sharded model (slow, for models that do not fit on one GPU)"
+        },
     )
     local_rollout_forward_batch_size: int = field(
         default=64, metadata={"help": "rows per no-grad forward when scoring a rollout"}
     )
-    max_prompt_length: int | None = field(default=None, metadata={"help": "truncate prompts (from the left) to this many tokens"})
+    max_prompt_length: int | None = field(
+        default=None, metadata={"help": "truncate prompts (from the left) to this many tokens"}
+    )
     # --- PPO
     num_ppo_epochs: int = field(default=4, metadata={"help": "passes over each rollout"})
     num_mini_batches: int = field(default=1, metadata={"help": "optimizer steps per pass"})
@@ -116,29 +131,44 @@ class ResidualPPOConfig(TrainingArguments):
     )
     suppress_token_ids: list[int] | None = field(
         default=None,
-        metadata={"help": "token ids never sampled: their logits are set to the lowest value before every "
-                          "softmax (sampling, policy and reference log-probs), so πθ and π_ref are "
-                          "renormalized over the rest"},
+        metadata={
+            "help": "token ids never sampled: their logits are set to the lowest value before every "
+            "softmax (sampling, policy and reference log-probs), so πθ and π_ref are "
+            "renormalized over the rest"
+        },
     )
     # --- models and reward source
-    ref_model_path: str | None = field(default=None, metadata={"help": "reference π_ref (default: the policy's start; with LoRA: adapters off)"})
+    ref_model_path: str | None = field(
+        default=None, metadata={"help": "reference π_ref (default: the policy's start; with LoRA: adapters off)"}
+    )
     value_model_path: str | None = field(
         default=None,
-        metadata={"help": "critic (default: a copy of the policy's trunk, value head 0). A sequence-classification "
-                  "checkpoint such as the reward model (TRL's usual setup) gives its trunk and its score head"},
+        metadata={
+            "help": "critic (default: a copy of the policy's trunk, value head 0). A sequence-classification "
+            "checkpoint such as the reward model (TRL's usual setup) gives its trunk and its score head"
+        },
     )
-    reward_model_path: str | None = field(default=None, metadata={"help": "AutoModelForSequenceClassification giving r_R"})
+    reward_model_path: str | None = field(
+        default=None, metadata={"help": "AutoModelForSequenceClassification giving r_R"}
+    )
     reward_funcs: list[str] | None = field(
-        default=None, metadata={"help": "r_R as Python functions 'module:function' with TRL's reward-function signature"}
+        default=None,
+        metadata={"help": "r_R as Python functions 'module:function' with TRL's reward-function signature"},
     )
-    reward_weights: list[float] | None = field(default=None, metadata={"help": "weights of reward_funcs (default 1 each)"})
+    reward_weights: list[float] | None = field(
+        default=None, metadata={"help": "weights of reward_funcs (default 1 each)"}
+    )
     model_init_kwargs: dict | str | None = field(
         default=None,
-        metadata={"help": "kwargs for every from_pretrained of policy/ref/critic/reward model (dtype, "
-                  "attn_implementation, revision, trust_remote_code, ...); dtype defaults to float32 "
-                  "(mixed precision comes from bf16/fp16)"},
+        metadata={
+            "help": "kwargs for every from_pretrained of policy/ref/critic/reward model (dtype, "
+            "attn_implementation, revision, trust_remote_code, ...); dtype defaults to float32 "
+            "(mixed precision comes from bf16/fp16)"
+        },
     )
-    bf16: bool | None = field(default=None, metadata={"help": "bf16 mixed precision; default: on when the GPU supports it"})
+    bf16: bool | None = field(
+        default=None, metadata={"help": "bf16 mixed precision; default: on when the GPU supports it"}
+    )
 
     def __post_init__(self) -> None:
         self._resolve_coefficients()
@@ -147,11 +177,17 @@ class ResidualPPOConfig(TrainingArguments):
             raise ValueError(f"response_length must be >= 1, got {self.response_length}")
         if self.temperature != 1.0:
             raise ValueError(
-                f"temperature must be 1.0 (got {self.temperature}): −α̂·log πθ in the reward is the log-prob of the sampling distribution"
+                f"temperature must be 1.0 (got {self.temperature}): −α̂·log πθ in the reward is the "
+                "log-prob of the sampling distribution"
             )
         self._check_estimator()
-        for name in ("per_device_train_batch_size", "gradient_accumulation_steps", "num_ppo_epochs", "num_mini_batches",
-                     "local_rollout_forward_batch_size"):
+        for name in (
+            "per_device_train_batch_size",
+            "gradient_accumulation_steps",
+            "num_ppo_epochs",
+            "num_mini_batches",
+            "local_rollout_forward_batch_size",
+        ):
             if getattr(self, name) is None or getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("cliprange", "cliprange_value", "vf_coef"):
@@ -163,7 +199,11 @@ class ResidualPPOConfig(TrainingArguments):
         if self.suppress_token_ids is not None and any(i < 0 for i in self.suppress_token_ids):
             raise ValueError(f"suppress_token_ids must be token ids >= 0, got {self.suppress_token_ids}")
         self._check_trl_options()
-        if self.reward_weights is not None and self.reward_funcs is not None and len(self.reward_weights) != len(self.reward_funcs):
+        if (
+            self.reward_weights is not None
+            and self.reward_funcs is not None
+            and len(self.reward_weights) != len(self.reward_funcs)
+        ):
             raise ValueError("reward_weights must have one weight per entry of reward_funcs")
         if isinstance(self.model_init_kwargs, str):  # from the command line: a JSON object
             import json
@@ -171,7 +211,9 @@ class ResidualPPOConfig(TrainingArguments):
             try:
                 self.model_init_kwargs = json.loads(self.model_init_kwargs)
             except json.JSONDecodeError as error:
-                raise ValueError(f"model_init_kwargs must be a JSON object, got {self.model_init_kwargs!r} ({error})") from None
+                raise ValueError(
+                    f"model_init_kwargs must be a JSON object, got {self.model_init_kwargs!r} ({error})"
+                ) from None
         if self.bf16 is None:  # from the device, never by hand: CPUs and old GPUs get fp32
             self.bf16 = bf16_supported_on_device(self.use_cpu) and not self.fp16
         super().__post_init__()
@@ -180,8 +222,11 @@ class ResidualPPOConfig(TrainingArguments):
     def _resolve_coefficients(self) -> None:
         """kl_coef = β sets ω' = α̂ = β (eq. 10); given together with a different ω' or α̂ it is ambiguous."""
         if self.kl_coef is not None:
-            conflicting = [f"{name}={getattr(self, name)}" for name in ("omega_prime", "alpha_hat")
-                           if getattr(self, name) is not None and getattr(self, name) != self.kl_coef]
+            conflicting = [
+                f"{name}={getattr(self, name)}"
+                for name in ("omega_prime", "alpha_hat")
+                if getattr(self, name) is not None and getattr(self, name) != self.kl_coef
+            ]
             if conflicting:
                 raise ValueError(
                     f"kl_coef={self.kl_coef} sets omega_prime = alpha_hat = kl_coef but {', '.join(conflicting)} "
@@ -237,12 +282,19 @@ class ResidualPPOConfig(TrainingArguments):
             raise ValueError(f"optim={optim}: {str(error).splitlines()[0]}") from None
         probe = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
         try:
-            get_scheduler(self.lr_scheduler_type, probe, num_warmup_steps=0, num_training_steps=10,
-                          scheduler_specific_kwargs=self.lr_scheduler_kwargs or None)
+            get_scheduler(
+                self.lr_scheduler_type,
+                probe,
+                num_warmup_steps=0,
+                num_training_steps=10,
+                scheduler_specific_kwargs=self.lr_scheduler_kwargs or None,
+            )
         except (ValueError, TypeError) as error:
             scheduler = getattr(self.lr_scheduler_type, "value", self.lr_scheduler_type)
-            raise ValueError(f"lr_scheduler_type={scheduler} with lr_scheduler_kwargs={self.lr_scheduler_kwargs}: "
-                             f"{str(error).splitlines()[0]}") from None
+            raise ValueError(
+                f"lr_scheduler_type={scheduler} with lr_scheduler_kwargs={self.lr_scheduler_kwargs}: "
+                f"{str(error).splitlines()[0]}"
+            ) from None
 
     def _check_estimator(self) -> None:
         """Resolve the estimator's defaults and refuse what a group baseline cannot do, in one line each."""

@@ -77,7 +77,9 @@ class CausalLMCritic(nn.Module):
         torch.save(head, path / "value_head.pt")
 
     def forward(self, input_ids, attention_mask=None, position_ids=None) -> torch.Tensor:
-        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids).last_hidden_state
+        hidden = self.backbone(
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids
+        ).last_hidden_state
         return self.value_head(hidden).squeeze(-1).float()
 
 

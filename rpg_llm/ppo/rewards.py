@@ -63,14 +63,18 @@ class FunctionRewards:
                     f"completion_ids=..., **{{dataset columns {sorted(columns)}}}) ({error}); add **kwargs"
                 ) from None
 
-    def __call__(self, prompts: list, completions: list, completion_ids: list[list[int]], **columns) -> tuple[torch.Tensor, dict]:
+    def __call__(
+        self, prompts: list, completions: list, completion_ids: list[list[int]], **columns
+    ) -> tuple[torch.Tensor, dict]:
         total = torch.zeros(len(completions))
         parts = {}
         for name, weight, function in zip(self.names, self.weights, self.functions):
             scores = function(prompts=prompts, completions=completions, completion_ids=completion_ids, **columns)
             scores = torch.tensor([float("nan") if s is None else float(s) for s in scores])
             if scores.shape != total.shape:
-                raise ValueError(f"reward function {name} returned {len(scores)} scores for {len(completions)} completions")
+                raise ValueError(
+                    f"reward function {name} returned {len(scores)} scores for {len(completions)} completions"
+                )
             if not torch.isfinite(scores).all():
                 bad = scores[~torch.isfinite(scores)][0].item()
                 raise ValueError(

@@ -170,8 +170,14 @@ class ResidualPPOTrainer:
         self.log_history: list[dict] = []
         self._permutations: dict[int, torch.Tensor] = {}
         self.reporting = TrainerReporting(
-            args, self._policy(), self.tokenizer, self.optimizer, self.lr_scheduler, trainer_callbacks,
-            self.accelerator.is_main_process, self.num_iterations,
+            args,
+            self._policy(),
+            self.tokenizer,
+            self.optimizer,
+            self.lr_scheduler,
+            trainer_callbacks,
+            self.accelerator.is_main_process,
+            self.num_iterations,
         )
 
     # ------------------------------------------------------------------ setup, in the order __init__ runs it
@@ -254,9 +260,13 @@ class ResidualPPOTrainer:
         self.train_dataset = self._tokenize(train_dataset)
         self.eval_dataset = self._tokenize(eval_dataset) if eval_dataset is not None else None
         world = self.accelerator.num_processes
-        total_episodes = args.total_episodes or max(1, int(args.num_train_epochs * len(train_dataset))) * args.num_generations
+        total_episodes = (
+            args.total_episodes or max(1, int(args.num_train_epochs * len(train_dataset))) * args.num_generations
+        )
         self.num_iterations = (
-            args.max_steps if args.max_steps and args.max_steps > 0 else max(1, math.ceil(total_episodes / (args.local_batch_size * world)))
+            args.max_steps
+            if args.max_steps and args.max_steps > 0
+            else max(1, math.ceil(total_episodes / (args.local_batch_size * world)))
         )
         self.num_optimizer_steps = self.num_iterations * args.num_ppo_epochs * args.num_mini_batches
 
@@ -269,7 +279,9 @@ class ResidualPPOTrainer:
         args = self.args
         self.model = PolicyAndCritic(policy, critic)
         self._checkpointing_kwargs = (
-            getattr(args, "activation_checkpointing_kwargs", None) or args.gradient_checkpointing_kwargs or {"use_reentrant": False}
+            getattr(args, "activation_checkpointing_kwargs", None)
+            or args.gradient_checkpointing_kwargs
+            or {"use_reentrant": False}
         )
         if getattr(args, "activation_checkpointing", False) or args.gradient_checkpointing:
             self.model.gradient_checkpointing_enable(self._checkpointing_kwargs)
@@ -284,8 +296,11 @@ class ResidualPPOTrainer:
         optimizer_cls, optimizer_kwargs = Trainer.get_optimizer_cls_and_kwargs(args, self.model)
         optimizer = optimizer_cls([g for g in groups if g["params"]], **optimizer_kwargs)
         scheduler = get_scheduler(
-            args.lr_scheduler_type, optimizer, num_warmup_steps=args.get_warmup_steps(self.num_optimizer_steps),
-            num_training_steps=self.num_optimizer_steps, scheduler_specific_kwargs=args.lr_scheduler_kwargs or None,
+            args.lr_scheduler_type,
+            optimizer,
+            num_warmup_steps=args.get_warmup_steps(self.num_optimizer_steps),
+            num_training_steps=self.num_optimizer_steps,
+            scheduler_specific_kwargs=args.lr_scheduler_kwargs or None,
         )
         # The scheduler is stepped by hand once per optimizer step: accelerate's prepared scheduler would step
         # num_processes times per call (it assumes the dataloader was sharded), ending the schedule early.
@@ -355,7 +370,9 @@ class ResidualPPOTrainer:
 
     def _completion_logprobs(self, model, input_ids, attention_mask, position_ids, completion_ids) -> torch.Tensor:
         L = completion_ids.shape[1]
-        logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, logits_to_keep=L + 1).logits[:, :-1]
+        logits = model(
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, logits_to_keep=L + 1
+        ).logits[:, :-1]
         return selective_log_softmax(suppress_tokens(logits.float(), self.args.suppress_token_ids), completion_ids)
 
     @torch.no_grad()
@@ -363,61 +380,44 @@ class ResidualPPOTrainer:
         args, device = self.args, self.accelerator.device
         prompt_ids = batch["input_ids"].to(device)
         prompt_mask = batch["attention_mask"].to(device)
-        g = torch.Generator(device=device).manual_seed(args.seed * 7919 + iteration * 104_729 + self.accelerator.process_index)
+        g = torch.Generator(device=device).manual_seed(
+            args.seed * 7919 + iteration * 104_729 + self.accelerator.process_index
+        )
         # TRL's unwrap_model_for_generation: plain module under DDP, gathered parameters under DeepSpeed ZeRO-3.
         with unwrap_model_for_generation(
-            self.model, self.accelerator, gather_deepspeed3_params=args.ds3_gather_for_generation,
+            self.model,
+            self.accelerator,
+            gather_deepspeed3_params=args.ds3_gather_for_generation,
             gradient_checkpointing_kwargs=self._checkpointing_kwargs,
         ) as unwrapped:
             policy, critic = unwrapped.policy, unwrapped.critic  # critic: None for rloo / grpo
             policy.eval()
             with self.accelerator.autocast():
                 sampled = sample_completions(
-                    policy, prompt_ids, prompt_mask, args.response_length, self.stop_token_id,
-                    self.tokenizer.pad_token_id, g, suppress_token_ids=args.suppress_token_ids,
+                    policy,
+                    prompt_ids,
+                    prompt_mask,
+                    args.response_length,
+                    self.stop_token_id,
+                    self.tokenizer.pad_token_id,
+                    g,
+                    suppress_token_ids=args.suppress_token_ids,
                 )
             completion_ids, mask = sampled.completion_ids, sampled.completion_mask
             input_ids = torch.cat([prompt_ids, completion_ids], dim=1)
             attention_mask = torch.cat([prompt_mask, mask.long()], dim=1)
             position_ids = position_ids_from_mask(attention_mask)
-            ref_logprobs, values = [], []
-            ref_model, ref_context = self._reference(policy)
-            step = args.local_rollout_forward_batch_size
-            keep = args.response_length + 1
-            with self.accelerator.autocast():
-                for i in range(0, len(input_ids), step):
-                    chunk = slice(i, i + step)
-                    with ref_context():
-                        ref_logprobs.append(
-                            self._completion_logprobs(ref_model, input_ids[chunk], attention_mask[chunk], position_ids[chunk], completion_ids[chunk])
-                        )
-                    if critic is not None:
-                        values.append(critic(input_ids[chunk], attention_mask[chunk], position_ids[chunk])[:, -keep:-1])
+            ref_logprobs, values = self._reference_logprobs_and_values(
+                policy, critic, input_ids, attention_mask, position_ids, completion_ids
+            )
             policy.train()
-        ref_logprobs = torch.cat(ref_logprobs)
-        values = torch.cat(values).float() if values else None
 
         addon_scores, addon_parts = self._addon_scores(batch["columns"], completion_ids, mask)
         rewards = token_level_rewards(addon_scores, sampled.logprobs, ref_logprobs, mask, self.coefficients)
         if args.whiten_rewards:
             rewards = whiten(rewards, mask, shift_mean=False)
         advantages, returns = self._advantages(rewards, values, mask)
-        fmask = mask.float()
-        stats = {
-            "reward/addon": addon_scores.mean(),
-            "reward/omega_prime_logp_ref": (args.omega_prime * ref_logprobs * fmask).sum(-1).mean(),
-            "reward/alpha_hat_logp_policy": (args.alpha_hat * sampled.logprobs * fmask).sum(-1).mean(),
-            "reward/total": rewards.sum(-1).mean(),
-            "objective/kl_to_ref": (kl_estimate(sampled.logprobs, ref_logprobs, args.kl_estimator) * fmask)
-            .sum(-1)
-            .mean(),
-            "objective/entropy": masked_mean(sampled.entropies, mask),
-            "completion_length": fmask.sum(-1).mean(),
-        }
-        if values is not None:
-            stats["value/mean"] = masked_mean(values, mask)
-        for name, part in addon_parts.items():
-            stats[f"reward/addon/{name}"] = part.mean().to(device)
+        stats = self._rollout_stats(addon_scores, addon_parts, sampled, ref_logprobs, rewards, values, mask)
         return {
             "input_ids": input_ids,
             "attention_mask": attention_mask,
@@ -452,6 +452,51 @@ class ResidualPPOTrainer:
         if args.whiten_advantages:
             advantages = whiten(advantages, mask)
         return advantages, returns
+
+    def _reference_logprobs_and_values(self, policy, critic, input_ids, attention_mask, position_ids, completion_ids):
+        """log π_ref of every completion token and, with a critic, V at every completion position: no-grad
+        forwards in chunks of ``local_rollout_forward_batch_size`` rows."""
+        args = self.args
+        ref_logprobs, values = [], []
+        ref_model, ref_context = self._reference(policy)
+        step = args.local_rollout_forward_batch_size
+        keep = args.response_length + 1
+        with self.accelerator.autocast():
+            for i in range(0, len(input_ids), step):
+                chunk = slice(i, i + step)
+                with ref_context():
+                    ref_logprobs.append(
+                        self._completion_logprobs(
+                            ref_model,
+                            input_ids[chunk],
+                            attention_mask[chunk],
+                            position_ids[chunk],
+                            completion_ids[chunk],
+                        )
+                    )
+                if critic is not None:
+                    values.append(critic(input_ids[chunk], attention_mask[chunk], position_ids[chunk])[:, -keep:-1])
+        return torch.cat(ref_logprobs), (torch.cat(values).float() if values else None)
+
+    def _rollout_stats(self, addon_scores, addon_parts, sampled, ref_logprobs, rewards, values, mask) -> dict:
+        """What a rollout logs: each reward component of eq. 8 summed per completion, the KL to the reference
+        (``kl_estimator``), the entropy and the completion length, averaged over completions."""
+        args, fmask = self.args, mask.float()
+        kl = kl_estimate(sampled.logprobs, ref_logprobs, args.kl_estimator) * fmask
+        stats = {
+            "reward/addon": addon_scores.mean(),
+            "reward/omega_prime_logp_ref": (args.omega_prime * ref_logprobs * fmask).sum(-1).mean(),
+            "reward/alpha_hat_logp_policy": (args.alpha_hat * sampled.logprobs * fmask).sum(-1).mean(),
+            "reward/total": rewards.sum(-1).mean(),
+            "objective/kl_to_ref": kl.sum(-1).mean(),
+            "objective/entropy": masked_mean(sampled.entropies, mask),
+            "completion_length": fmask.sum(-1).mean(),
+        }
+        if values is not None:
+            stats["value/mean"] = masked_mean(values, mask)
+        for name, part in addon_parts.items():
+            stats[f"reward/addon/{name}"] = part.mean().to(self.accelerator.device)
+        return stats
 
     def _addon_scores(self, columns: dict, completion_ids: torch.Tensor, mask: torch.Tensor) -> tuple:
         """r_R of each completion from the reward source, on text (and ids), TRL-style; minus
@@ -492,11 +537,16 @@ class ResidualPPOTrainer:
                     mask = rollout["mask"][idx]
                     with accelerator.accumulate(self.model), accelerator.autocast():
                         logits, values = self.model(
-                            rollout["input_ids"][idx], rollout["attention_mask"][idx], rollout["position_ids"][idx], args.response_length
+                            rollout["input_ids"][idx],
+                            rollout["attention_mask"][idx],
+                            rollout["position_ids"][idx],
+                            args.response_length,
                         )
                         logits = suppress_tokens(logits.float(), args.suppress_token_ids)
                         logprobs = selective_log_softmax(logits, rollout["completion_ids"][idx])
-                        policy = clipped_policy_loss(logprobs, rollout["old_logprobs"][idx], rollout["advantages"][idx], args.cliprange, mask)
+                        policy = clipped_policy_loss(
+                            logprobs, rollout["old_logprobs"][idx], rollout["advantages"][idx], args.cliprange, mask
+                        )
                         loss = policy.loss
                         if values is not None:
                             value_loss = clipped_value_loss(
@@ -563,8 +613,10 @@ class ResidualPPOTrainer:
                 if args.logging_strategy != "no" and is_logging_step:
                     self.reporting.log(self.iteration, {k: v for k, v in stats.items() if isinstance(v, (int, float))})
                     if progress is not None:
-                        summary = (f"r_R {stats['reward/addon']:.3f}  KL {stats['objective/kl_to_ref']:.3f}  "
-                                   f"H {stats['objective/entropy']:.3f}")
+                        summary = (
+                            f"r_R {stats['reward/addon']:.3f}  KL {stats['objective/kl_to_ref']:.3f}  "
+                            f"H {stats['objective/entropy']:.3f}"
+                        )
                         progress[0].update(progress[1], description=summary)
                 if progress is not None:
                     progress[0].advance(progress[1])
@@ -608,21 +660,32 @@ class ResidualPPOTrainer:
         batch = self._prompt_rows(self.eval_dataset, indices)
         device = self.accelerator.device
         with unwrap_model_for_generation(
-            self.model, self.accelerator, gather_deepspeed3_params=self.args.ds3_gather_for_generation,
+            self.model,
+            self.accelerator,
+            gather_deepspeed3_params=self.args.ds3_gather_for_generation,
             gradient_checkpointing_kwargs=self._checkpointing_kwargs,
         ) as unwrapped:
             unwrapped.policy.eval()
             with self.accelerator.autocast():
                 sampled = sample_completions(
-                    unwrapped.policy, batch["input_ids"].to(device), batch["attention_mask"].to(device),
-                    self.args.response_length, self.stop_token_id, self.tokenizer.pad_token_id, greedy=True,
+                    unwrapped.policy,
+                    batch["input_ids"].to(device),
+                    batch["attention_mask"].to(device),
+                    self.args.response_length,
+                    self.stop_token_id,
+                    self.tokenizer.pad_token_id,
+                    greedy=True,
                 )
             unwrapped.policy.train()
         scores, _ = self._addon_scores(batch["columns"], sampled.completion_ids, sampled.completion_mask)
-        texts = [self.tokenizer.decode(ids[m], skip_special_tokens=True)
-                 for ids, m in zip(sampled.completion_ids.cpu(), sampled.completion_mask.cpu())]
-        rows = [{"prompt": p if isinstance(p, str) else json.dumps(p), "completion": t, "score": float(r)}
-                for p, t, r in zip(batch["columns"]["prompt"], texts, scores.tolist())]
+        texts = [
+            self.tokenizer.decode(ids[m], skip_special_tokens=True)
+            for ids, m in zip(sampled.completion_ids.cpu(), sampled.completion_mask.cpu())
+        ]
+        rows = [
+            {"prompt": p if isinstance(p, str) else json.dumps(p), "completion": t, "score": float(r)}
+            for p, t, r in zip(batch["columns"]["prompt"], texts, scores.tolist())
+        ]
         rows = gather_object(rows) if processes > 1 else rows
         if self.accelerator.is_main_process:
             write_json_atomic(Path(self.args.output_dir) / "completions" / f"iteration-{self.iteration}.json", rows)
@@ -633,7 +696,8 @@ class ResidualPPOTrainer:
 
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self) -> Path:
-        """``output_dir/checkpoint-<iteration>``: model, optimizer, scheduler, RNG and trainer state, written atomically."""
+        """``output_dir/checkpoint-<iteration>``: model, optimizer, scheduler, RNG and trainer state, "
+        "written atomically."""
         accelerator = self.accelerator
         final = Path(self.args.output_dir) / f"checkpoint-{self.iteration}"
         staging = final.with_name(final.name + ".tmp")
@@ -642,7 +706,9 @@ class ResidualPPOTrainer:
         accelerator.wait_for_everyone()
         accelerator.save_state(str(staging))
         if accelerator.is_main_process:
-            (staging / "trainer_state.json").write_text(json.dumps({"iteration": self.iteration, "log_history": self.log_history}))
+            (staging / "trainer_state.json").write_text(
+                json.dumps({"iteration": self.iteration, "log_history": self.log_history})
+            )
             if final.exists():
                 shutil.rmtree(final)
             staging.rename(final)
@@ -693,7 +759,9 @@ class ResidualPPOTrainer:
             unwrapped.policy.save_pretrained(output_dir, state_dict=split_state_dict(state_dict, "policy"))
             self.tokenizer.save_pretrained(output_dir)
             if unwrapped.critic is not None:
-                unwrapped.critic.save_pretrained(output_dir / "critic", state_dict=split_state_dict(state_dict, "critic"))
+                unwrapped.critic.save_pretrained(
+                    output_dir / "critic", state_dict=split_state_dict(state_dict, "critic")
+                )
         self.accelerator.wait_for_everyone()
 
     @property
@@ -708,7 +776,9 @@ def _check_inputs(
     """The trainer's cheap checks (dataset, exactly one reward source, model paths), each one line."""
     _check_prompt_dataset(train_dataset, "train dataset")
     if (reward_funcs is None) == (reward_model is None):
-        raise ValueError("give exactly one reward source: reward_funcs (reward_funcs=...) or a reward model (reward_model_path=...)")
+        raise ValueError(
+            "give exactly one reward source: reward_funcs (reward_funcs=...) or a reward model (reward_model_path=...)"
+        )
     if model_path is not None:
         check_model_path(model_path, "model_name_or_path")
     for name, path in (("ref_model_path", args.ref_model_path), ("value_model_path", args.value_model_path)):
@@ -744,5 +814,7 @@ def _setup_tokenizer(processing_class, model_path, model_init_kwargs=None):
         tokenizer_kwargs = {key: init[key] for key in ("revision", "trust_remote_code", "token") if key in init}
         processing_class = AutoTokenizer.from_pretrained(model_path, **tokenizer_kwargs)
     if processing_class.pad_token_id is None:
-        raise ValueError("the tokenizer has no pad token; set one first (e.g. tokenizer.pad_token = tokenizer.eos_token)")
+        raise ValueError(
+            "the tokenizer has no pad token; set one first (e.g. tokenizer.pad_token = tokenizer.eos_token)"
+        )
     return processing_class

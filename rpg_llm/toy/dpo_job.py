@@ -18,14 +18,20 @@ import torch
 from datasets import Dataset
 
 from rpg_llm.dpo.config import DecoupledDPOConfig
-from rpg_llm.toy.dpo_pairs import implicit_reward_accuracy
 from rpg_llm.dpo.trainer import DecoupledDPOTrainer
 from rpg_llm.report import markdown_table, print_table, write_result_files
+from rpg_llm.toy.dpo_pairs import implicit_reward_accuracy
 from rpg_llm.toy.world import ToyWorld, ToyWorldArguments
 
 __all__ = [
-    "PreferenceMethod", "default_methods", "train_preference_method", "evaluate_preference_method",
-    "ToyDPOArguments", "run_toy_comparison", "print_tables", "write_results",
+    "PreferenceMethod",
+    "default_methods",
+    "train_preference_method",
+    "evaluate_preference_method",
+    "ToyDPOArguments",
+    "run_toy_comparison",
+    "print_tables",
+    "write_results",
 ]
 
 
@@ -55,7 +61,9 @@ class PreferenceMethod:
         return f"β={self.beta:g}"
 
 
-def default_methods(beta: float, alpha_hat: float, omega_prime: float, names: list[str] | None = None) -> list[PreferenceMethod]:
+def default_methods(
+    beta: float, alpha_hat: float, omega_prime: float, names: list[str] | None = None
+) -> list[PreferenceMethod]:
     methods = {
         "dpo": PreferenceMethod("DPO", "sigmoid", beta),
         "decoupled": PreferenceMethod("decoupled DPO", "decoupled", beta, alpha_hat, omega_prime),
@@ -147,10 +155,16 @@ class ToyDPOArguments(ToyWorldArguments):
     World fields carry the same names as the PPO job's, so both jobs share one cached world.
     """
 
-    methods: list[str] = field(default_factory=lambda: ["dpo", "decoupled", "ce"], metadata={"help": "subset of dpo, decoupled, ce"})
-    num_train_pairs: int = field(default=20000, metadata={"help": "Bradley–Terry-labelled pairs sampled from the prior to train on"})
+    methods: list[str] = field(
+        default_factory=lambda: ["dpo", "decoupled", "ce"], metadata={"help": "subset of dpo, decoupled, ce"}
+    )
+    num_train_pairs: int = field(
+        default=20000, metadata={"help": "Bradley–Terry-labelled pairs sampled from the prior to train on"}
+    )
     num_heldout_pairs: int = field(default=2000, metadata={"help": "held-out pairs for the implicit-reward accuracy"})
-    pair_seed: int = field(default=0, metadata={"help": "seed of the training pairs (held-out pairs use pair_seed + 1)"})
+    pair_seed: int = field(
+        default=0, metadata={"help": "seed of the training pairs (held-out pairs use pair_seed + 1)"}
+    )
 
     def __post_init__(self) -> None:
         default_methods(0.1, 0.1, 0.1, self.methods)  # one clear error for an unknown method
@@ -178,66 +192,113 @@ def run_toy_comparison(
     reference_log_probs = world.model_log_probs(prior_model)
     prior_scores = world.evaluate_log_probs(reference_log_probs)
     _, addon = world.completion_rewards()
-    rows = [{
-        "method": "true r_R (ceiling)", "coefficients": "ties = ½",
-        "implicit_reward_accuracy": implicit_reward_accuracy(addon, heldout_pairs, tie=0.5),
-    }, {
-        "method": "prior (reference)", "coefficients": f"α={world.config.alpha:g}",
-        "basic": prior_scores["basic"], "addon": prior_scores["addon"], "total": prior_scores["total"],
-        "kl_to_prior": prior_scores["kl_to_prior"],
-    }]
+    rows = [
+        {
+            "method": "true r_R (ceiling)",
+            "coefficients": "ties = ½",
+            "implicit_reward_accuracy": implicit_reward_accuracy(addon, heldout_pairs, tie=0.5),
+        },
+        {
+            "method": "prior (reference)",
+            "coefficients": f"α={world.config.alpha:g}",
+            "basic": prior_scores["basic"],
+            "addon": prior_scores["addon"],
+            "total": prior_scores["total"],
+            "kl_to_prior": prior_scores["kl_to_prior"],
+        },
+    ]
     targets = []
     for method in methods:
         omega_prime, alpha_hat = method.target_coefficients
         start = world.evaluate_log_probs(reference_log_probs, omega_prime, alpha_hat)
         target = world.evaluate_log_probs(world.exact_target_log_probs(omega_prime, alpha_hat))
-        targets.append({"method": method.name, "target": f"π_prior^{omega_prime / alpha_hat:g}·exp(r_R/{alpha_hat:g})",
-                        "basic": target["basic"], "addon": target["addon"], "total": target["total"],
-                        "kl_to_prior": target["kl_to_prior"]})
+        targets.append(
+            {
+                "method": method.name,
+                "target": f"π_prior^{omega_prime / alpha_hat:g}·exp(r_R/{alpha_hat:g})",
+                "basic": target["basic"],
+                "addon": target["addon"],
+                "total": target["total"],
+                "kl_to_prior": target["kl_to_prior"],
+            }
+        )
         model = train_preference_method(
-            world, method, train_pairs, Path(output_dir) / method.loss_type, max_steps=max_steps,
-            learning_rate=learning_rate, batch_size=batch_size, seed=seed, progress=progress,
+            world,
+            method,
+            train_pairs,
+            Path(output_dir) / method.loss_type,
+            max_steps=max_steps,
+            learning_rate=learning_rate,
+            batch_size=batch_size,
+            seed=seed,
+            progress=progress,
         )
         scores = evaluate_preference_method(world, model, method, heldout_pairs, reference_log_probs)
-        rows.append({"method": method.name, "coefficients": method.describe(),
-                     "kl_to_target_at_start": start["kl_to_target"], **scores})
+        rows.append(
+            {
+                "method": method.name,
+                "coefficients": method.describe(),
+                "kl_to_target_at_start": start["kl_to_target"],
+                **scores,
+            }
+        )
     return {"rows": rows, "targets": targets}
 
 
 RESULT_COLUMNS = [
-    ("method", "method"), ("coefficients", "coefficients"), ("implicit_reward_accuracy", "held-out implicit-reward acc"),
-    ("basic", "basic r"), ("addon", "add-on r_R"), ("total", "total"), ("kl_to_target", "KL(π‖own target)"),
-    ("kl_to_target_at_start", "KL(prior model‖own target)"), ("kl_to_prior", "KL(π‖exact prior)"),
+    ("method", "method"),
+    ("coefficients", "coefficients"),
+    ("implicit_reward_accuracy", "held-out implicit-reward acc"),
+    ("basic", "basic r"),
+    ("addon", "add-on r_R"),
+    ("total", "total"),
+    ("kl_to_target", "KL(π‖own target)"),
+    ("kl_to_target_at_start", "KL(prior model‖own target)"),
+    ("kl_to_prior", "KL(π‖exact prior)"),
 ]
-TARGET_COLUMNS = [("method", "exact target of"), ("target", "π*"), ("basic", "basic r"), ("addon", "add-on r_R"),
-                  ("total", "total"), ("kl_to_prior", "KL(π*‖exact prior)")]
+TARGET_COLUMNS = [
+    ("method", "exact target of"),
+    ("target", "π*"),
+    ("basic", "basic r"),
+    ("addon", "add-on r_R"),
+    ("total", "total"),
+    ("kl_to_prior", "KL(π*‖exact prior)"),
+]
 
 
 def print_tables(result: dict) -> None:
     for rows, columns, title in (
         (result["rows"], RESULT_COLUMNS, "DPO, decoupled DPO and CE on the toy token world"),
-        (result["targets"], TARGET_COLUMNS, "Exact targets (DPO's and decoupled DPO's optima; CE is scored against DPO's)"),
+        (
+            result["targets"],
+            TARGET_COLUMNS,
+            "Exact targets (DPO's and decoupled DPO's optima; CE is scored against DPO's)",
+        ),
     ):
         print_table(rows, columns, title, text_keys=("method", "coefficients", "target"), width=150)
 
 
 def write_results(result: dict, results_dir: str | Path, name: str, facts: dict) -> tuple[Path, Path]:
     """``<name>.md`` and ``<name>.json`` under ``results_dir``, each written atomically."""
-    md = "\n".join([
-        "# DPO, decoupled DPO and the implicit-reward CE loss on the toy token world",
-        "",
-        "Pairs of completions are sampled from the exact prior and labelled by Bradley–Terry on the true add-on",
-        "reward r_R; each method fine-tunes the distilled prior model on them. Implicit-reward accuracy is on held-out",
-        "pairs; rewards and KL(π‖own exact target) are exact (every completion enumerated). Targets (population optima",
-        "under these labels): DPO with β → π_prior·exp(r_R/β); decoupled DPO (eq. 25) → π_prior^(ω'/α̂)·exp(r_R/α̂).",
-        "The CE loss (eq. 24) has no closed-form optimum here; it is scored against DPO's target, whose reward",
-        "β·log π/π_prior it shares.",
-        "",
-        markdown_table(result["rows"], RESULT_COLUMNS),
-        "",
-        markdown_table(result["targets"], TARGET_COLUMNS),
-        "",
-        "Provenance: " + ", ".join(f"{key}={value}" for key, value in facts.items()),
-        "",
-    ])
+    md = "\n".join(
+        [
+            "# DPO, decoupled DPO and the implicit-reward CE loss on the toy token world",
+            "",
+            "Pairs of completions are sampled from the exact prior and labelled by Bradley–Terry on the true add-on",
+            "reward r_R; each method fine-tunes the distilled prior model on them. Implicit-reward accuracy "
+            "is on held-out",
+            "pairs; rewards and KL(π‖own exact target) are exact (every completion enumerated). Targets "
+            "(population optima",
+            "under these labels): DPO with β → π_prior·exp(r_R/β); decoupled DPO (eq. 25) → π_prior^(ω'/α̂)·exp(r_R/α̂).",
+            "The CE loss (eq. 24) has no closed-form optimum here; it is scored against DPO's target, whose reward",
+            "β·log π/π_prior it shares.",
+            "",
+            markdown_table(result["rows"], RESULT_COLUMNS),
+            "",
+            markdown_table(result["targets"], TARGET_COLUMNS),
+            "",
+            "Provenance: " + ", ".join(f"{key}={value}" for key, value in facts.items()),
+            "",
+        ]
+    )
     return write_result_files(results_dir, name, md, {"provenance": facts, **result})

@@ -46,8 +46,9 @@ def sample_preference_pairs(world: ToyWorld, num_pairs: int, seed: int = 0) -> D
         rejected_parts.append(torch.where(first_wins, pair[:, 1], pair[:, 0]))
         margin_parts.append(torch.where(first_wins, reward[:, 0] - reward[:, 1], reward[:, 1] - reward[:, 0]))
         collected += len(pair)
-    prompt_index, chosen, rejected, margin = (torch.cat(parts)[:num_pairs] for parts in
-                                              (prompt_parts, chosen_parts, rejected_parts, margin_parts))
+    prompt_index, chosen, rejected, margin = (
+        torch.cat(parts)[:num_pairs] for parts in (prompt_parts, chosen_parts, rejected_parts, margin_parts)
+    )
     texts = [" " + " ".join(world.words[w] for w in row) for row in completions.tolist()]
     rows = {
         "prompt": [world.prompts[p] for p in prompt_index.tolist()],

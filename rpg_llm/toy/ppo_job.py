@@ -24,7 +24,12 @@ from rpg_llm.report import markdown_table, print_table, write_result_files
 from rpg_llm.toy.world import ToyWorld, ToyWorldArguments
 
 __all__ = [
-    "ToyExperimentArguments", "METHODS", "method_coefficients", "run_toy_comparison", "print_results", "write_results"
+    "ToyExperimentArguments",
+    "METHODS",
+    "method_coefficients",
+    "run_toy_comparison",
+    "print_results",
+    "write_results",
 ]
 
 # method -> (row label, coefficient family (its exact target), advantage estimator)
@@ -76,11 +81,16 @@ def method_coefficients(experiment: ToyExperimentArguments) -> dict[str, tuple[f
     for name, c in table.items():
         if c.alpha_hat <= 0:
             raise ValueError(f"{name}: alpha_hat must be > 0 (the exact target needs a temperature)")
-    return {name: (table[family].omega_prime, table[family].alpha_hat)
-            for name, (_, family, _) in METHODS.items() if name in experiment.methods}
+    return {
+        name: (table[family].omega_prime, table[family].alpha_hat)
+        for name, (_, family, _) in METHODS.items()
+        if name in experiment.methods
+    }
 
 
-def run_toy_comparison(experiment: ToyExperimentArguments, ppo_args: ResidualPPOConfig, world: ToyWorld | None = None) -> dict:
+def run_toy_comparison(
+    experiment: ToyExperimentArguments, ppo_args: ResidualPPOConfig, world: ToyWorld | None = None
+) -> dict:
     """Train each method from the prior and evaluate it exactly; returns the rows and run facts."""
     from rpg_llm.ppo.trainer import ResidualPPOTrainer
 
@@ -100,7 +110,11 @@ def run_toy_comparison(experiment: ToyExperimentArguments, ppo_args: ResidualPPO
         args = _method_args(ppo_args, experiment, name, omega_prime, alpha_hat, world)
         started = time.perf_counter()
         trainer = ResidualPPOTrainer(
-            args, str(world.prior_model_dir), processing_class=world.tokenizer, train_dataset=world.prompt_dataset(), reward_funcs=world.reward_functions()
+            args,
+            str(world.prior_model_dir),
+            processing_class=world.tokenizer,
+            train_dataset=world.prompt_dataset(),
+            reward_funcs=world.reward_functions(),
         )
         history = trainer.train()
         stats = world.evaluate(trainer.policy, omega_prime, alpha_hat)
@@ -170,10 +184,19 @@ def _method_args(ppo_args, experiment, name, omega_prime, alpha_hat, world: ToyW
     )
 
 
-COLUMNS = [("method", "method"), ("omega_prime", "ω'"), ("alpha_hat", "α̂"), ("basic", "basic r"), ("addon", "add-on r_R"),
-           ("total", "total"), ("kl_to_target", "KL(π‖own target)"), ("kl_stderr", "± s.e."),
-           ("kl_to_target_at_start", "same, prior"), ("kl_to_prior", "KL(π‖exact prior)"),
-           ("off_support_mass", "raw mass off support")]
+COLUMNS = [
+    ("method", "method"),
+    ("omega_prime", "ω'"),
+    ("alpha_hat", "α̂"),
+    ("basic", "basic r"),
+    ("addon", "add-on r_R"),
+    ("total", "total"),
+    ("kl_to_target", "KL(π‖own target)"),
+    ("kl_stderr", "± s.e."),
+    ("kl_to_target_at_start", "same, prior"),
+    ("kl_to_prior", "KL(π‖exact prior)"),
+    ("off_support_mass", "raw mass off support"),
+]
 
 
 def print_results(rows: list[dict], title: str) -> None:
@@ -183,14 +206,17 @@ def print_results(rows: list[dict], title: str) -> None:
 def write_results(result: dict, results_dir: str | Path, name: str, facts: dict) -> tuple[Path, Path]:
     """``<name>.md`` and ``<name>.json`` under ``results_dir``, each written atomically."""
     payload = {"provenance": facts, **{k: v for k, v in result.items() if k != "histories"}}
-    payload["histories"] = {k: [{m: h[m] for m in ("iteration", "reward/addon", "objective/kl_to_ref", "objective/entropy")} for h in v] for k, v in result.get("histories", {}).items()}
+    payload["histories"] = {
+        k: [{m: h[m] for m in ("iteration", "reward/addon", "objective/kl_to_ref", "objective/entropy")} for h in v]
+        for k, v in result.get("histories", {}).items()
+    }
     md = [
         "# Residual PPO on the toy token world",
         "",
         "Each method starts from the distilled prior and optimizes the add-on reward r_R with its own (ω', α̂);",
         "KL is to that method's exact target π* ∝ π_prior^(ω'/α̂)·exp(r_R/α̂) (exact: enumeration for the",
         "trained models, dynamic programming for the target rows). Every method samples and scores with",
-        "<pad>/<eos> suppressed, the targets' support (content-only completions); \"raw mass off support\" is",
+        '<pad>/<eos> suppressed, the targets\' support (content-only completions); "raw mass off support" is',
         "what the unsuppressed model would give to completions with <pad>/<eos>. See docs/toy_world.md.",
         "Residual RLOO / GRPO: Residual's (ω', α̂) and target, no critic, the same completions per iteration",
         "(k per prompt); see docs/llm_critic_free.md.",

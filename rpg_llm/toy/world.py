@@ -53,9 +53,30 @@ from rpg_llm.toy.tiny_llama import TOY_SPECIAL_TOKENS, tiny_llama_config, word_t
 __all__ = ["ToyWorldConfig", "ToyWorldArguments", "ToyWorld", "default_cache_dir"]
 
 _WORDS = (
-    "red", "blue", "green", "gold", "cat", "dog", "owl", "fox",
-    "sun", "moon", "rain", "snow", "tree", "leaf", "rock", "sand",
-    "bell", "drum", "harp", "horn", "ship", "road", "hill", "lake",
+    "red",
+    "blue",
+    "green",
+    "gold",
+    "cat",
+    "dog",
+    "owl",
+    "fox",
+    "sun",
+    "moon",
+    "rain",
+    "snow",
+    "tree",
+    "leaf",
+    "rock",
+    "sand",
+    "bell",
+    "drum",
+    "harp",
+    "horn",
+    "ship",
+    "road",
+    "hill",
+    "lake",
 )
 MAX_VOCAB_SIZE = 256
 
@@ -123,7 +144,9 @@ class ToyWorldArguments:
     """
 
     results_dir: str = field(default="results/llm", metadata={"help": "where the table (markdown + JSON) is written"})
-    world_cache_dir: str | None = field(default=None, metadata={"help": "toy world cache (default $RPG_CACHE or ~/.cache/rpg)"})
+    world_cache_dir: str | None = field(
+        default=None, metadata={"help": "toy world cache (default $RPG_CACHE or ~/.cache/rpg)"}
+    )
     world_vocab_size: int = field(default=8, metadata={"help": "toy world: content words"})
     world_completion_length: int = field(default=4, metadata={"help": "toy world: tokens per completion"})
     world_num_prompts: int = field(default=4, metadata={"help": "toy world: prompts"})
@@ -149,6 +172,7 @@ class ToyWorldArguments:
             distill_steps=self.world_distill_steps,
         )
 
+
 class ToyWorld:
     """A built toy world. Use :meth:`build`; the constructor only wires loaded pieces together."""
 
@@ -170,7 +194,9 @@ class ToyWorld:
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def build(cls, config: ToyWorldConfig | None = None, cache_dir: str | Path | None = None, progress: bool = True) -> "ToyWorld":
+    def build(
+        cls, config: ToyWorldConfig | None = None, cache_dir: str | Path | None = None, progress: bool = True
+    ) -> "ToyWorld":
         """Build the world, or load it from ``cache_dir/<config hash>`` if it was built before."""
         config = config or ToyWorldConfig()
         cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
@@ -187,7 +213,10 @@ class ToyWorld:
             model.save_pretrained(staging / "prior_model")
             tokenizer.save_pretrained(staging / "prior_model")
             floor = world.evaluate(model, omega_prime=config.alpha, alpha_hat=config.alpha, num_samples=1024)
-            tables["info"] = {"prior_kl_to_exact_prior": floor["kl_to_prior"], "prior_off_support_mass": floor["off_support_mass"]}
+            tables["info"] = {
+                "prior_kl_to_exact_prior": floor["kl_to_prior"],
+                "prior_off_support_mass": floor["off_support_mass"],
+            }
             (staging / "world.json").write_text(
                 json.dumps({"config": dataclasses.asdict(config), "tables": tables}, indent=1)
             )
@@ -213,7 +242,9 @@ class ToyWorld:
     def _make_tables(config: ToyWorldConfig) -> dict:
         g = torch.Generator().manual_seed(config.seed)
         words = _word_list(config.vocab_size)
-        bigram = torch.randn(config.vocab_size, config.vocab_size, generator=g, dtype=torch.float64) * config.fluency_scale
+        bigram = (
+            torch.randn(config.vocab_size, config.vocab_size, generator=g, dtype=torch.float64) * config.fluency_scale
+        )
         prompt_words = torch.randint(config.vocab_size, (config.num_prompts, config.prompt_length), generator=g)
         target_words = torch.randperm(config.vocab_size, generator=g)[: config.num_target_words]
         return {
@@ -370,7 +401,10 @@ class ToyWorld:
         return self.target_solution(omega_prime, alpha_hat).v[0, self._initial_states(first, True)] / alpha_hat
 
     def exact_log_probs(
-        self, first_words: torch.Tensor, completions: torch.Tensor, omega_prime: float | None = None,
+        self,
+        first_words: torch.Tensor,
+        completions: torch.Tensor,
+        omega_prime: float | None = None,
         alpha_hat: float | None = None,
     ) -> torch.Tensor:
         """Exact log π_prior(y|x) (no coefficients) or log π*(y|x) of (ω', α̂) for content completions [N, L].
@@ -382,7 +416,9 @@ class ToyWorld:
         solution = self.target_solution(omega_prime, alpha_hat)
         return self._sequence_log_prob(solution.log_policy, first_words, completions, augmented=True)
 
-    def _sequence_log_prob(self, log_policy: torch.Tensor, first_words: torch.Tensor, completions: torch.Tensor, augmented: bool) -> torch.Tensor:
+    def _sequence_log_prob(
+        self, log_policy: torch.Tensor, first_words: torch.Tensor, completions: torch.Tensor, augmented: bool
+    ) -> torch.Tensor:
         """Σ_t log π_t(y_t|s_t) for content completions [N, L] starting after ``first_words`` [N]."""
         num_masks = 2 ** len(self.target_words)
         bit = self._target_bits()
@@ -434,7 +470,7 @@ class ToyWorld:
             raise ValueError(f"alpha_hat must be > 0, got {alpha_hat}")
         V, K, L = self.vocab_size, len(self.target_words), self.completion_length
         num_masks = 2**K
-        pad, eos = V, V + 1  # actions: the V words, then <pad>, then <eos>
+        pad = V  # actions: the V words, then <pad> (index V), then <eos> (index V + 1)
         mask_of = torch.arange(2 * num_masks) % num_masks
         ended = torch.arange(2 * num_masks) >= num_masks  # states num_masks.. : the completion has ended
         words = mask_of.unsqueeze(-1) | self._target_bits().unsqueeze(0)  # [S, V]
@@ -521,15 +557,19 @@ class ToyWorld:
                 prefix = prefixes[start : start + batch_size]
                 ids = torch.cat([prompt_ids.expand(len(prefix), -1), prefix + s], dim=-1).to(device)
                 logits = model(input_ids=ids).logits[:, len(prompt) - 1 :, :].double().cpu()
-                for chunks, logp in ((raw_chunks, torch.log_softmax(logits, -1)[..., s : s + V]),
-                                     (content_chunks, torch.log_softmax(logits[..., s : s + V], -1))):
+                for chunks, logp in (
+                    (raw_chunks, torch.log_softmax(logits, -1)[..., s : s + V]),
+                    (content_chunks, torch.log_softmax(logits[..., s : s + V], -1)),
+                ):
                     steps = logp[:, : L - 1, :].gather(-1, prefix.unsqueeze(-1)).squeeze(-1).sum(-1)  # [n]
                     chunks.append((steps.unsqueeze(-1) + logp[:, L - 1, :]).reshape(-1))
             raw_rows.append(torch.cat(raw_chunks))
             content_rows.append(torch.cat(content_chunks))
         return torch.stack(raw_rows), torch.stack(content_rows)
 
-    def evaluate_log_probs(self, log_probs: torch.Tensor, omega_prime: float | None = None, alpha_hat: float | None = None) -> dict:
+    def evaluate_log_probs(
+        self, log_probs: torch.Tensor, omega_prime: float | None = None, alpha_hat: float | None = None
+    ) -> dict:
         """Expected rewards and KLs of a distribution over content completions given as log-probs.
 
         If ``log_probs`` sum to less than one (a raw model), the distribution is conditioned on content
@@ -604,8 +644,14 @@ class ToyWorld:
         for row in self.prompt_words:
             prompt_ids = (torch.tensor(row) + self.num_special).expand(per_prompt, -1).to(device)
             out = sample_completions(
-                model, prompt_ids, torch.ones_like(prompt_ids), self.completion_length, self.eos_token_id,
-                self.pad_token_id, g, suppress_token_ids=suppress,
+                model,
+                prompt_ids,
+                torch.ones_like(prompt_ids),
+                self.completion_length,
+                self.eos_token_id,
+                self.pad_token_id,
+                g,
+                suppress_token_ids=suppress,
             )
             ids = out.completion_ids.cpu()
             content = self._content(ids)
@@ -623,8 +669,10 @@ class ToyWorld:
             stats["kl_prior"].append((seq_lp - self.exact_log_probs(first, ys))[keep])
             stats["on_support"].append(on_support)
         cat = {k: torch.cat(v) for k, v in stats.items()}
-        result = {"method": f"monte_carlo (n={len(cat['on_support'])})",
-                  "off_support_mass": float(1.0 - cat["on_support"].mean())}
+        result = {
+            "method": f"monte_carlo (n={len(cat['on_support'])})",
+            "off_support_mass": float(1.0 - cat["on_support"].mean()),
+        }
         for name, key in (("basic", "basic"), ("addon", "addon"), ("kl_to_target", "kl"), ("kl_to_prior", "kl_prior")):
             values = cat[key]
             result[name] = float(values.mean())

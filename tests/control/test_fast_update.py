@@ -13,6 +13,7 @@ pytest.importorskip("mujoco")
 from rpg_control.actor_critic import ActorCritic, GaussianActor, _MLPFunction, mlp, mlp_forward  # noqa: E402
 from rpg_control.algorithm import FusedAdam, Rollout, make_optimizer, ppo_update, rpg_step_reward  # noqa: E402
 from rpg_control.config import load_config  # noqa: E402
+
 from .legacy_ppo_update import (  # noqa: E402
     legacy_critic,
     legacy_distribution_params,
@@ -67,10 +68,18 @@ def test_fast_update_equals_legacy(env, overrides, update_actor):
     legacy_opt, fast_opt = legacy_make_optimizer(legacy_model, config), make_optimizer(fast_model, config)
     for updates in range(2):  # the second update starts from Adam state and an adapted lr
         rollout, entropy_coef = _rollout(legacy_model, config, obs_dim, seed=updates)
-        old = legacy_ppo_update(legacy_model, legacy_opt, rollout, config, entropy_coef, update_actor,
-                                torch.Generator().manual_seed(updates))
-        new = ppo_update(fast_model, fast_opt, rollout, config, entropy_coef, update_actor,
-                         torch.Generator().manual_seed(updates))
+        old = legacy_ppo_update(
+            legacy_model,
+            legacy_opt,
+            rollout,
+            config,
+            entropy_coef,
+            update_actor,
+            torch.Generator().manual_seed(updates),
+        )
+        new = ppo_update(
+            fast_model, fast_opt, rollout, config, entropy_coef, update_actor, torch.Generator().manual_seed(updates)
+        )
         for key, value in old.items():
             assert new[key] == pytest.approx(value, rel=1e-4, abs=1e-5), key
         for (name, a), b in zip(legacy_model.state_dict().items(), fast_model.state_dict().values()):
@@ -159,8 +168,12 @@ def test_fused_adam_step_is_torchs_fused_adam_bit_for_bit():
     twin = copy.deepcopy(model)
     groups = [{"params": list(model.actor.parameters())}, {"params": list(model.critic.parameters())}]
     ours = FusedAdam(groups, lr=1e-3, eps=1e-5)
-    torchs = torch.optim.Adam([{"params": list(twin.actor.parameters())}, {"params": list(twin.critic.parameters())}],
-                              lr=1e-3, eps=1e-5, fused=True)
+    torchs = torch.optim.Adam(
+        [{"params": list(twin.actor.parameters())}, {"params": list(twin.critic.parameters())}],
+        lr=1e-3,
+        eps=1e-5,
+        fused=True,
+    )
     for i in range(3):
         for net, optimizer in ((model, ours), (twin, torchs)):
             g = torch.Generator().manual_seed(i)

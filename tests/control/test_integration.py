@@ -29,7 +29,14 @@ def test_short_soft_ppo_run_beats_a_random_policy(tmp_path):
     config = load_config(
         "halfcheetah",
         "soft",
-        {"total_steps": 81920, "num_envs": 16, "steps_per_env": 64, "num_minibatches": 4, "checkpoint_every": 20, "seed": 1},
+        {
+            "total_steps": 81920,
+            "num_envs": 16,
+            "steps_per_env": 64,
+            "num_minibatches": 4,
+            "checkpoint_every": 20,
+            "seed": 1,
+        },
     )
     train(config, tmp_path, progress=False)
     trained = evaluate(tmp_path / "checkpoints" / "last.pt", episodes=2, seed=5)

@@ -21,8 +21,19 @@ from rpg_control.train_log import WALL_CLOCK_FIELDS  # noqa: E402
 
 TINY = {"num_envs": 2, "steps_per_env": 8, "num_minibatches": 2, "num_epochs": 2, "checkpoint_every_steps": 32}
 # What a checkpoint holds that the run computed (not provenance, not wall clock).
-CHECKPOINT_KEYS = ("model", "optimizer", "normalizer", "rng", "prior", "step", "iteration", "best_score", "best_step",
-                   "selection", "normalizer_frozen")
+CHECKPOINT_KEYS = (
+    "model",
+    "optimizer",
+    "normalizer",
+    "rng",
+    "prior",
+    "step",
+    "iteration",
+    "best_score",
+    "best_step",
+    "selection",
+    "normalizer_frozen",
+)
 
 # First written by the code of commit b78b1b1 (before the split of train() into run_state / rollout / storage /
 # train_log), which the split reproduced bit for bit; regenerated for the faster PPO update (fused Adam, one
@@ -71,7 +82,9 @@ def fingerprints(tmp_path: Path) -> dict[str, str]:
     train(load_config("hopper", "soft", {**TINY, "total_steps": 96}), soft, progress=False)
     residual = tmp_path / "residual"
     prior = str(soft / "checkpoints" / "best.pt")
-    config = load_config("hopper", "residual", {**TINY, "total_steps": 64, "prior": prior, "critic_warmup_fraction": 0.25})
+    config = load_config(
+        "hopper", "residual", {**TINY, "total_steps": 64, "prior": prior, "critic_warmup_fraction": 0.25}
+    )
     train(config, residual, progress=False)
     return {"environment": _environment(), "soft+resume": run_fingerprint(soft), "residual": run_fingerprint(residual)}
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from rpg.utils.atomic import write_json_atomic
 from rpg_control.reproduce import paper, tables
 from rpg_control.reproduce.plan import (
     RunSpec,
@@ -26,14 +27,22 @@ from rpg_control.reproduce.plan import (
     table1_runs,
     table3_runs,
 )
-from rpg.utils.atomic import write_json_atomic
 
 TESTS_DIR = Path(__file__).resolve().parents[1]  # tests/: this module is control.test_reproduce
 REPO = TESTS_DIR.parent
 FAKE_RUNNER = "control.test_reproduce:fake_runner"
 CHUNKS = 4
-VARIANT_SCORE = {"none": 10.0, "end": 20.0, "repeat": 5.0, "soft": 30.0, "full": 40.0,
-                 "greedy": -50.0, "kl": 25.0, "residual": 35.0, "prior": 28.0}
+VARIANT_SCORE = {
+    "none": 10.0,
+    "end": 20.0,
+    "repeat": 5.0,
+    "soft": 30.0,
+    "full": 40.0,
+    "greedy": -50.0,
+    "kl": 25.0,
+    "residual": 35.0,
+    "prior": 28.0,
+}
 
 
 def fake_runner(spec: RunSpec, run_dir: Path, progress: bool = True) -> dict:
@@ -61,20 +70,43 @@ def fake_runner(spec: RunSpec, run_dir: Path, progress: bool = True) -> dict:
         write_json_atomic(checkpoint, {"step": step})
     score = VARIANT_SCORE[spec.variant] + spec.seed - 3.0 * spec.state_std
     for chunk in range(1, CHUNKS + 1):
-        curve.append({"step": spec.steps * chunk // CHUNKS, "episode_return_total": score * chunk / CHUNKS,
-                      "episode_return_basic": score * chunk / CHUNKS - 1.0, "episode_return_addon": 1.0, "addon_metric": 0.5})
+        curve.append(
+            {
+                "step": spec.steps * chunk // CHUNKS,
+                "episode_return_total": score * chunk / CHUNKS,
+                "episode_return_basic": score * chunk / CHUNKS - 1.0,
+                "episode_return_addon": 1.0,
+                "addon_metric": 0.5,
+            }
+        )
     if spec.variant != "prior":  # the prior row only evaluates the prior checkpoint
         (run_dir / "checkpoints" / "best.pt").write_bytes(f"weights of {spec.run_id}".encode())
-    figures = {key: {"mean": score + offset, "std": 1.0 + spec.seed}
-               for key, offset in (("total", 0.0), ("basic", -1.0), ("addon", 1.0), ("addon_metric", 0.0))}
+    figures = {
+        key: {"mean": score + offset, "std": 1.0 + spec.seed}
+        for key, offset in (("total", 0.0), ("basic", -1.0), ("addon", 1.0), ("addon_metric", 0.0))
+    }
     shifted = lambda delta: {k: {"mean": v["mean"] + delta, "std": v["std"]} for k, v in figures.items()}  # noqa: E731
-    evals = {"best": figures, "last": shifted(-2.0), "best_stochastic": shifted(100.0), "last_stochastic": shifted(98.0)}
-    record = {"checkpoint_step": spec.steps if spec.variant != "prior" else 0,
-              "selection_metric": "episode_return_total", "selection_value": score}
+    evals = {
+        "best": figures,
+        "last": shifted(-2.0),
+        "best_stochastic": shifted(100.0),
+        "last_stochastic": shifted(98.0),
+    }
+    record = {
+        "checkpoint_step": spec.steps if spec.variant != "prior" else 0,
+        "selection_metric": "episode_return_total",
+        "selection_value": score,
+    }
     returned = {"best_checkpoint": (run_dir / "checkpoints" / "best.pt").read_bytes()} if spec.variant == "soft" else {}
-    return {**returned, "eval": evals, "evaluated_checkpoints": {"best": record, "last": record},
-            "trained_steps": spec.steps, "resumed_from_step": resumed, "curve": curve,
-            "checkpoints": {"best": str(run_dir / "checkpoints" / "best.pt"), "last": str(checkpoint)}}
+    return {
+        **returned,
+        "eval": evals,
+        "evaluated_checkpoints": {"best": record, "last": record},
+        "trained_steps": spec.steps,
+        "resumed_from_step": resumed,
+        "curve": curve,
+        "checkpoints": {"best": str(run_dir / "checkpoints" / "best.pt"), "last": str(checkpoint)},
+    }
 
 
 def config_fingerprint(spec: RunSpec) -> str | None:
@@ -82,12 +114,28 @@ def config_fingerprint(spec: RunSpec) -> str | None:
     return None if spec.variant == "prior" else os.environ.get("FAKE_CONFIG") or None
 
 
-def reproduce(tmp_path: Path, *args: str, kill_at: int = 0, check: bool = False, cwd: Path | None = None,
-              env: dict | None = None) -> subprocess.CompletedProcess:
-    env = dict(os.environ, FAKE_LOG=str(tmp_path / "calls.jsonl"), FAKE_KILL_AT=str(kill_at), **(env or {}),
-               PYTHONPATH=os.pathsep.join([str(TESTS_DIR), str(REPO), os.environ.get("PYTHONPATH", "")]))
-    command = [sys.executable, "-m", "rpg_control.reproduce.cli", *args, "--results", str(tmp_path / "results"),
-               "--runs-dir", str(tmp_path / "runs"), "--runner", FAKE_RUNNER]
+def reproduce(
+    tmp_path: Path, *args: str, kill_at: int = 0, check: bool = False, cwd: Path | None = None, env: dict | None = None
+) -> subprocess.CompletedProcess:
+    env = dict(
+        os.environ,
+        FAKE_LOG=str(tmp_path / "calls.jsonl"),
+        FAKE_KILL_AT=str(kill_at),
+        **(env or {}),
+        PYTHONPATH=os.pathsep.join([str(TESTS_DIR), str(REPO), os.environ.get("PYTHONPATH", "")]),
+    )
+    command = [
+        sys.executable,
+        "-m",
+        "rpg_control.reproduce.cli",
+        *args,
+        "--results",
+        str(tmp_path / "results"),
+        "--runs-dir",
+        str(tmp_path / "runs"),
+        "--runner",
+        FAKE_RUNNER,
+    ]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, cwd=cwd)
     if check:
         assert done.returncode == 0, done.stderr
@@ -100,15 +148,29 @@ def reproduce_here(tmp_path: Path, monkeypatch, *args: str) -> int:
 
     monkeypatch.setenv("FAKE_LOG", str(tmp_path / "calls.jsonl"))
     monkeypatch.setenv("FAKE_KILL_AT", "0")
-    return main([*args, "--results", str(tmp_path / "results"), "--runs-dir", str(tmp_path / "runs"),
-                 "--runner", FAKE_RUNNER])
+    return main(
+        [*args, "--results", str(tmp_path / "results"), "--runs-dir", str(tmp_path / "runs"), "--runner", FAKE_RUNNER]
+    )
 
 
 def calls(tmp_path: Path) -> list[dict]:
     return [json.loads(line) for line in (tmp_path / "calls.jsonl").read_text().splitlines()]
 
 
-TABLE2_QUICK = ("--table", "2", "--envs", "halfcheetah", "--scale", "quick", "--steps", "400", "--seeds", "2", "--episodes", "3")
+TABLE2_QUICK = (
+    "--table",
+    "2",
+    "--envs",
+    "halfcheetah",
+    "--scale",
+    "quick",
+    "--steps",
+    "400",
+    "--seeds",
+    "2",
+    "--episodes",
+    "3",
+)
 
 
 def test_killed_sweep_resumes_skips_finished_runs_and_writes_nothing_partial(tmp_path, monkeypatch):
@@ -124,10 +186,13 @@ def test_killed_sweep_resumes_skips_finished_runs_and_writes_nothing_partial(tmp
     assert not [p for p in (tmp_path / "results").rglob("*") if p.name.endswith(".tmp")]
     killed_id = first_calls[-1]["run_id"]
     assert not (results / "run_results" / f"{killed_id}.json").exists()
-    assert json.loads((tmp_path / "runs" / results.name / killed_id / "checkpoints" / "last.pt").read_text())["step"] == 200
+    assert (
+        json.loads((tmp_path / "runs" / results.name / killed_id / "checkpoints" / "last.pt").read_text())["step"]
+        == 200
+    )
 
     assert reproduce_here(tmp_path, monkeypatch, *TABLE2_QUICK) == 0
-    second_calls = calls(tmp_path)[len(first_calls):]
+    second_calls = calls(tmp_path)[len(first_calls) :]
     rerun_ids = [c["run_id"] for c in second_calls]
     assert not set(rerun_ids) & {c["run_id"] for c in first_calls[:3]}  # finished runs were skipped
     assert second_calls[0] == {"run_id": killed_id, "resumed": 200}  # the killed run resumed from its checkpoint
@@ -152,8 +217,10 @@ def test_killed_sweep_resumes_skips_finished_runs_and_writes_nothing_partial(tmp
     markdown = (results / "table2.md").read_text()
     assert "Scale: `steps400-seeds2-episodes3`" in markdown and "5357.0 ± 377.8" in markdown
     # pooled over seeds 0 and 1 (fake: 35 ± 1 and 36 ± 2 → 35.5 ± sqrt(2.75)), bold: best total below the Full Policy
-    assert ("| Residual PPO | ours, best ckpt | **35.5 ± 1.7** | 34.5 ± 1.7 | 35.50 ± 1.66 | 36.5 ± 1.7 | 400, 400 |"
-            in markdown)
+    assert (
+        "| Residual PPO | ours, best ckpt | **35.5 ± 1.7** | 34.5 ± 1.7 | 35.50 ± 1.66 | 36.5 ± 1.7 | 400, 400 |"
+        in markdown
+    )
     assert "|  | ours, last ckpt | **33.5 ± 1.7** | 32.5 ± 1.7 | 33.50 ± 1.66 | 34.5 ± 1.7 | 400, 400 |" in markdown
     stochastic = (results / "table2_stochastic.md").read_text()
     assert "stochastic evaluation" in stochastic
@@ -175,7 +242,7 @@ def test_changed_trainer_config_plans_new_runs_and_a_new_prior(tmp_path, monkeyp
     assert len(first) == 6 and all("/cfg-aaaa/" in c["run_id"] for c in first if "/prior/" not in c["run_id"])
     monkeypatch.setenv("FAKE_CONFIG", "bbbb")  # the trainer's defaults changed: nothing may be reused
     assert reproduce_here(tmp_path, monkeypatch, *args) == 0
-    second = calls(tmp_path)[len(first):]
+    second = calls(tmp_path)[len(first) :]
     assert len(second) == 6 and all("/cfg-bbbb/" in c["run_id"] for c in second if "/prior/" not in c["run_id"])
     prior = json.loads((tmp_path / "results" / "steps8-seeds1-episodes1" / "priors" / "ant.json").read_text())
     assert prior["source_run"] == "ant/soft/cfg-bbbb/8steps-1episodes/seed0"
@@ -193,7 +260,22 @@ def test_real_runner_config_fingerprint_ignores_seed_and_steps():
 
 @pytest.mark.slow
 def test_parallel_processes_finish_every_run(tmp_path):
-    reproduce(tmp_path, "--table", "3", "--envs", "hopper", "--steps", "8", "--seeds", "2", "--episodes", "1", "--jobs", "2", check=True)
+    reproduce(
+        tmp_path,
+        "--table",
+        "3",
+        "--envs",
+        "hopper",
+        "--steps",
+        "8",
+        "--seeds",
+        "2",
+        "--episodes",
+        "1",
+        "--jobs",
+        "2",
+        check=True,
+    )
     results = tmp_path / "results" / "steps8-seeds2-episodes1"
     assert len(list((results / "run_results").rglob("*.json"))) == 4
     assert "| Hopper | ours | **27.5 ± 1.7** | 24.5 ± 1.7 |" in (results / "table3.md").read_text()
@@ -272,15 +354,21 @@ def test_table2_claims_and_rows_use_every_seed_and_both_checkpoints():
     def result(spec, total, step):
         figure = {"mean": total, "std": 1.0}
         evals = {key: dict.fromkeys(("total", "basic", "addon", "addon_metric"), figure) for key in ("best", "last")}
-        return {"spec": spec.to_dict(), "seed": spec.seed, "eval": evals, "trained_steps": 10,
-                "evaluated_checkpoints": {"best": {"checkpoint_step": step}} if step else {}}
+        return {
+            "spec": spec.to_dict(),
+            "seed": spec.seed,
+            "eval": evals,
+            "trained_steps": 10,
+            "evaluated_checkpoints": {"best": {"checkpoint_step": step}} if step else {},
+        }
 
     totals = {"prior": [5.0], "greedy": [0.0, 1.0], "kl": [90.0, 110.0], "residual": [100.0, 101.0]}
     results = {spec.run_id: result(spec, totals[spec.variant][spec.seed], 4 if spec.seed else None) for spec in prior}
     greedy_best, greedy_last, kl_best, _, addon_best, _ = tables.table2_claims("hopper", cells, results)
     assert greedy_best.startswith(
         "Residual PPO's total reward above Greedy PPO's (best checkpoints): **reproduced** "
-        "— Residual 100.5 vs Greedy PPO 0.5 (d = +100.0, se = 0.7, needs |d| > 3.0; seeds 2 vs 2)")
+        "— Residual 100.5 vs Greedy PPO 0.5 (d = +100.0, se = 0.7, needs |d| > 3.0; seeds 2 vs 2)"
+    )
     assert "(paper: 4401.4 vs 3714.5)" in greedy_best and "(last checkpoints)" in greedy_last
     assert "**inconclusive** — Residual 100.5 vs KL PPO 100.0" in kl_best
     assert "seeds 2 vs one checkpoint" in addon_best
@@ -305,8 +393,20 @@ def test_a_second_sweep_on_a_locked_run_is_refused_naming_the_holder(tmp_path, m
     """A run folder held by another live sweep fails in one line naming it; the other runs go on."""
     import platform
 
-    args = ("--table", "1", "--variants", "soft", "--envs", "hopper",
-            "--steps", "40", "--seeds", "2", "--episodes", "1")
+    args = (
+        "--table",
+        "1",
+        "--variants",
+        "soft",
+        "--envs",
+        "hopper",
+        "--steps",
+        "40",
+        "--seeds",
+        "2",
+        "--episodes",
+        "1",
+    )
     locked = tmp_path / "runs" / "steps40-seeds2-episodes1" / "hopper" / "soft" / "40steps-1episodes" / "seed1"
     locked.mkdir(parents=True)
     holder_code = (  # what rpg_control.run_lock does in the first sweep's worker
@@ -316,17 +416,20 @@ def test_a_second_sweep_on_a_locked_run_is_refused_naming_the_holder(tmp_path, m
         "os.write(fd, json.dumps({'pid': os.getpid(), 'host': platform.node(), 'since': 'now'}).encode())\n"
         "print('held', flush=True); sys.stdin.read()\n"
     )
-    holder = subprocess.Popen([sys.executable, "-c", holder_code],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", holder_code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         assert reproduce_here(tmp_path, monkeypatch, *args) == 1
         failed = [line for line in capsys.readouterr().err.splitlines() if "FAILED" in line]
-        assert failed == [(
-            f"reproduce: FAILED hopper/soft/40steps-1episodes/seed1: RunLockedError: run folder {locked} is in use "
-            f"by pid {holder.pid} on host {platform.node()} (since now); wait for that run or stop it "
-            "(its lock goes with its process)"
-        )]
+        assert failed == [
+            (
+                f"reproduce: FAILED hopper/soft/40steps-1episodes/seed1: RunLockedError: run folder {locked} is in use "
+                f"by pid {holder.pid} on host {platform.node()} (since now); wait for that run or stop it "
+                "(its lock goes with its process)"
+            )
+        ]
         assert [c["run_id"] for c in calls(tmp_path)] == ["hopper/soft/40steps-1episodes/seed0"]  # only Soft PPO runs
     finally:
         holder.send_signal(signal.SIGKILL)
@@ -344,8 +447,22 @@ def test_paper_scale_table2_plan_shares_the_soft_ppo_runs_of_table1(tmp_path, mo
     soft = [line.split()[-1] for line in plan.splitlines() if "/soft/" in line]
     assert soft == [f"halfcheetah/soft/5000000steps-100episodes/seed{s}" for s in range(5)]
     assert len([line for line in plan.splitlines() if "/full/" in line]) == 5
-    assert reproduce_here(tmp_path, monkeypatch, "--table", "1", "--variants", "soft", "--envs", "halfcheetah",
-                          "--scale", "paper", "--dry-run") == 0
+    assert (
+        reproduce_here(
+            tmp_path,
+            monkeypatch,
+            "--table",
+            "1",
+            "--variants",
+            "soft",
+            "--envs",
+            "halfcheetah",
+            "--scale",
+            "paper",
+            "--dry-run",
+        )
+        == 0
+    )
     assert [line.split()[-1] for line in capsys.readouterr().out.splitlines() if "] " in line] == soft  # same runs
     assert reproduce_here(tmp_path, monkeypatch, "--table", "2", "--variants", "soft", "--dry-run") == 2
     assert "--variants selects Table I columns" in capsys.readouterr().err
@@ -362,11 +479,29 @@ def test_the_docs_page_holds_the_committed_tables_verdicts():
 @pytest.mark.slow
 def test_ray_backend_dispatches_runs(tmp_path):
     pytest.importorskip("ray")
-    reproduce(tmp_path, "--table", "3", "--envs", "ant", "--steps", "8", "--seeds", "1", "--episodes", "1",
-              "--jobs", "2", "--backend", "ray", check=True)
+    reproduce(
+        tmp_path,
+        "--table",
+        "3",
+        "--envs",
+        "ant",
+        "--steps",
+        "8",
+        "--seeds",
+        "1",
+        "--episodes",
+        "1",
+        "--jobs",
+        "2",
+        "--backend",
+        "ray",
+        check=True,
+    )
     results = tmp_path / "results" / "steps8-seeds1-episodes1"
     assert {json.loads(p.read_text())["run_id"] for p in (results / "run_results").rglob("*.json")} == {
-        "ant/soft/8steps-1episodes/seed0", "ant/soft-state-std/8steps-1episodes/seed0"}
+        "ant/soft/8steps-1episodes/seed0",
+        "ant/soft-state-std/8steps-1episodes/seed0",
+    }
     assert len(calls(tmp_path)) == 2
 
 
@@ -378,10 +513,27 @@ def test_ray_without_a_shared_folder_runs_a_table2_plan_that_ships_a_prior(tmp_p
     pytest.importorskip("ray")
     driver_cwd, worker_root = tmp_path / "driver_cwd", tmp_path / "worker_runs"
     driver_cwd.mkdir()
-    done = reproduce(tmp_path, "--table", "2", "--envs", "halfcheetah", "--steps", "8", "--seeds", "1",
-                     "--episodes", "1", "--jobs", "2", "--backend", "ray", "--worker-runs-dir", str(worker_root),
-                     cwd=driver_cwd,
-                     env={"FAKE_WORKER_ROOT": str(worker_root), "FAKE_DRIVER_CWD": str(driver_cwd)})
+    done = reproduce(
+        tmp_path,
+        "--table",
+        "2",
+        "--envs",
+        "halfcheetah",
+        "--steps",
+        "8",
+        "--seeds",
+        "1",
+        "--episodes",
+        "1",
+        "--jobs",
+        "2",
+        "--backend",
+        "ray",
+        "--worker-runs-dir",
+        str(worker_root),
+        cwd=driver_cwd,
+        env={"FAKE_WORKER_ROOT": str(worker_root), "FAKE_DRIVER_CWD": str(driver_cwd)},
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     results = tmp_path / "results" / "steps8-seeds1-episodes1"
     ids = {json.loads(p.read_text())["run_id"].split("/")[1] for p in (results / "run_results").rglob("*.json")}

@@ -47,7 +47,9 @@ def test_ppo_update_without_actor_changes_only_the_critic():
         logprobs = GaussianActor.log_prob(actions, mean, log_std)
         values = model.critic(obs)
     zeros = torch.zeros(T, N, dtype=torch.bool)
-    rollout = Rollout(obs, actions, logprobs, values, torch.randn(T, N, generator=g), zeros, zeros, torch.zeros(T, N), torch.zeros(N))
+    rollout = Rollout(
+        obs, actions, logprobs, values, torch.randn(T, N, generator=g), zeros, zeros, torch.zeros(T, N), torch.zeros(N)
+    )
     actor_before = {k: v.clone() for k, v in model.actor.state_dict().items()}
     critic_before = {k: v.clone() for k, v in model.critic.state_dict().items()}
     ppo_update(model, optimizer, rollout, config, entropy_coef=0.5, update_actor=False)
@@ -79,7 +81,7 @@ def test_customization_starts_from_the_prior_and_warmup_freezes_the_actor(prior_
     train(config, tmp_path, progress=False)
     warmup_iterations = int(0.2 * 320) // 16
     assert [c[0] for c in calls] == [False] * warmup_iterations + [True] * (len(calls) - warmup_iterations)
-    for update_actor, actor_same, equals_prior, critic_moved in calls[:warmup_iterations]:
+    for _update_actor, actor_same, equals_prior, critic_moved in calls[:warmup_iterations]:
         assert actor_same and equals_prior and critic_moved
     assert not calls[warmup_iterations][1]  # after the warm-up the actor moves
     rows = _rows(tmp_path)
@@ -107,7 +109,9 @@ def test_checkpoint_round_trips_bit_exactly(prior_checkpoint, tmp_path):
     model_a.load_state_dict(payload["model"]), norm_a.load_state_dict(payload["normalizer"])
     model_b.load_state_dict(again["model"]), norm_b.load_state_dict(again["normalizer"])
     obs = torch.randn(5, 11)
-    assert torch.equal(model_a.actor.distribution_params(norm_a(obs))[0], model_b.actor.distribution_params(norm_b(obs))[0])
+    assert torch.equal(
+        model_a.actor.distribution_params(norm_a(obs))[0], model_b.actor.distribution_params(norm_b(obs))[0]
+    )
     assert not list(tmp_path.glob("*.tmp"))  # atomic write leaves no temporary file
 
 
@@ -197,6 +201,7 @@ def test_checkpoints_are_spaced_in_env_steps(tmp_path, monkeypatch):
     checkpoints fall on the iterations that cross 40 and 80, and on the last one."""
     saved = []
     real_save = train_module.save_atomic
+
     def recording_save(payload, path):
         saved.append(payload["step"])
         real_save(payload, path)
@@ -223,8 +228,9 @@ def test_a_second_trainer_on_a_locked_run_folder_is_refused_until_the_holder_die
         "os.write(fd, json.dumps({'pid': os.getpid(), 'host': platform.node(), 'since': 'now'}).encode())\n"
         "print('held', flush=True); sys.stdin.read()\n"
     )
-    holder = subprocess.Popen([sys.executable, "-c", holder_code],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", holder_code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(ConfigError, match="is in use by") as refused:
@@ -242,8 +248,11 @@ def test_a_second_trainer_on_a_locked_run_folder_is_refused_until_the_holder_die
 def test_checkpoint_record_names_the_step_and_the_selection_metric(tmp_path):
     from rpg_control.reproduce.runner import checkpoint_record
 
-    train(tiny_config(env="halfcheetah", num_envs=1, steps_per_env=500, total_steps=2000, checkpoint_every_steps=1000),
-          tmp_path, progress=False)
+    train(
+        tiny_config(env="halfcheetah", num_envs=1, steps_per_env=500, total_steps=2000, checkpoint_every_steps=1000),
+        tmp_path,
+        progress=False,
+    )
     rows = {r["step"]: r for r in _rows(tmp_path)}
     last = checkpoint_record(tmp_path / "checkpoints" / "last.pt", "last")
     best = checkpoint_record(tmp_path / "checkpoints" / "best.pt", "best")
@@ -254,8 +263,15 @@ def test_checkpoint_record_names_the_step_and_the_selection_metric(tmp_path):
     assert best["selection_value"] == max(rows[s]["episode_return_basic"] for s in (1000, 2000))
 
 
-@pytest.mark.parametrize("setting, key", [("task", "episode_return_total"), ("basic", "episode_return_basic"),
-                                          ("addon", "episode_return_addon"), ("total", "episode_return_total")])
+@pytest.mark.parametrize(
+    "setting, key",
+    [
+        ("task", "episode_return_total"),
+        ("basic", "episode_return_basic"),
+        ("addon", "episode_return_addon"),
+        ("total", "episode_return_total"),
+    ],
+)
 def test_selection_metric_is_a_config_field(setting, key):
     assert load_config("halfcheetah", "greedy", {"prior": __file__, "selection_metric": setting}).selection_key() == key
     with pytest.raises(ConfigError, match="unknown selection_metric 'best'"):
@@ -269,7 +285,11 @@ def test_resume_refuses_a_different_run(tmp_path):
 
 
 def test_metrics_rows_carry_every_reward_component(tmp_path):
-    train(load_config("halfcheetah", "soft", {**TINY, "num_envs": 1, "steps_per_env": 500, "total_steps": 1000}), tmp_path, progress=False)
+    train(
+        load_config("halfcheetah", "soft", {**TINY, "num_envs": 1, "steps_per_env": 500, "total_steps": 1000}),
+        tmp_path,
+        progress=False,
+    )
     row = _rows(tmp_path)[-1]
     for key in ("step", "episode_return_total", "episode_return_basic", "episode_return_addon", "addon_metric"):
         assert row[key] is not None, key

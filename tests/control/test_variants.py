@@ -1,4 +1,5 @@
-"""Every variant's per-step reward is its formula (docs/theory.md), computed through rpg/; configs hold the paper's tables."""
+"""Every variant's per-step reward is its formula (docs/theory.md), computed through rpg/; configs hold the "
+"paper's tables."""
 
 import pytest
 import torch
@@ -33,7 +34,9 @@ def step_batch():
 def _reward(config, batch):
     coefficients, entropy_coef, kind = config.reward_setup()
     prior = batch["prior_logp"] if coefficients.needs_prior else None
-    reward = rpg_step_reward(kind, batch["basic"], batch["addon"], batch["logp"], prior, coefficients, config.reward_scale)
+    reward = rpg_step_reward(
+        kind, batch["basic"], batch["addon"], batch["logp"], prior, coefficients, config.reward_scale
+    )
     return reward, entropy_coef
 
 
@@ -102,7 +105,9 @@ def test_configs_hold_tables_iv_and_v():
     for env, omegas in table_v.items():
         got = tuple(load_config(env, v, {"prior": __file__}).omega_prime for v in ("greedy", "kl", "residual"))
         assert got == omegas
-        assert all(load_config(env, v, {"prior": __file__}).alpha_hat == table_iv[env][2] for v in ("greedy", "kl", "residual"))
+        assert all(
+            load_config(env, v, {"prior": __file__}).alpha_hat == table_iv[env][2] for v in ("greedy", "kl", "residual")
+        )
 
 
 @pytest.mark.parametrize(

@@ -354,5 +354,6 @@ def test_rpg_dpo_accepts_an_unrelated_label_column_without_ce(files):
         trainer = dpo_cli.build_model_job(script, training_args, model_args, dataset_args)
         assert not isinstance(trainer.data_collator, dpo_trainer.PreferenceLabelCollator)
     with pytest.raises(ValueError, match="must lie in"):
-        dpo_cli.build_model_job(*dpo_cli.parse(dpo_flags(files, "--dataset_name", str(files / "pairs_label_2.jsonl"),
-                                                         "--loss", "ce"))[:4])
+        dpo_cli.build_model_job(
+            *dpo_cli.parse(dpo_flags(files, "--dataset_name", str(files / "pairs_label_2.jsonl"), "--loss", "ce"))[:4]
+        )

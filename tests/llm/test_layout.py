@@ -13,7 +13,9 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "rpg_llm"
 COMMAND_LINES = {"ppo/cli.py", "dpo/cli.py"}
-IMPORTS_TOY = re.compile(r"^\s*(?:from\s+rpg_llm\.toy\b|import\s+rpg_llm\.toy\b|from\s+rpg_llm\s+import\s+toy\b)", re.MULTILINE)
+IMPORTS_TOY = re.compile(
+    r"^\s*(?:from\s+rpg_llm\.toy\b|import\s+rpg_llm\.toy\b|from\s+rpg_llm\s+import\s+toy\b)", re.MULTILINE
+)
 
 
 def _library_files() -> list[pathlib.Path]:
@@ -36,11 +38,13 @@ def test_public_names_load_on_first_use():
         "from rpg_llm.dpo import config, trainer\n"
         "from rpg_llm.ppo import config as ppo_config, trainer as ppo_trainer\n"
         "assert (DecoupledDPOConfig, DecoupledDPOTrainer) == (config.DecoupledDPOConfig, trainer.DecoupledDPOTrainer)\n"
-        "assert (ResidualPPOConfig, ResidualPPOTrainer) == (ppo_config.ResidualPPOConfig, ppo_trainer.ResidualPPOTrainer)\n"
+        "assert (ResidualPPOConfig, ResidualPPOTrainer) == (ppo_config.ResidualPPOConfig, "
+        "ppo_trainer.ResidualPPOTrainer)\n"
         "print(sorted(rpg_llm.__all__))\n"
     )
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.split("\n")[0] == str(sorted(["ResidualPPOTrainer", "ResidualPPOConfig", "DecoupledDPOTrainer",
-                                                    "DecoupledDPOConfig"]))
+    assert out.stdout.split("\n")[0] == str(
+        sorted(["ResidualPPOTrainer", "ResidualPPOConfig", "DecoupledDPOTrainer", "DecoupledDPOConfig"])
+    )

@@ -32,8 +32,9 @@ def build_tiny_causal_lm(
     directory = Path(directory)
     tokenizer = word_tokenizer([f"w{index}" for index in range(num_words)], SPECIAL_TOKENS)
     torch.manual_seed(seed)
-    config = tiny_llama_config(tokenizer, hidden_size=hidden_size, num_layers=num_layers, num_heads=2,
-                               max_positions=128)
+    config = tiny_llama_config(
+        tokenizer, hidden_size=hidden_size, num_layers=num_layers, num_heads=2, max_positions=128
+    )
     model = LlamaForCausalLM(config)
     with torch.no_grad():  # larger-than-default weights so sequence log-probs differ visibly between models
         for parameter in model.parameters():

@@ -61,7 +61,9 @@ def test_truncation_bootstraps_and_termination_does_not():
     rewards = torch.ones(1, 2, dtype=torch.float64)
     values = torch.zeros(1, 2, dtype=torch.float64)
     final = torch.full((1, 2), 10.0, dtype=torch.float64)
-    adv, _ = env_gae(rewards, values, torch.zeros(2), torch.tensor([[True, False]]), torch.tensor([[False, True]]), 0.5, 1.0, final)
+    adv, _ = env_gae(
+        rewards, values, torch.zeros(2), torch.tensor([[True, False]]), torch.tensor([[False, True]]), 0.5, 1.0, final
+    )
     assert adv.tolist() == [[1.0, 1.0 + 0.5 * 10.0]]
 
 

@@ -35,11 +35,15 @@ def test_soft_optimal_policy_maximizes_the_max_entropy_objective(seed):
     alpha = 0.4
     sol = soft_value_iteration(reward, transition, H, alpha)
     # eq. 3: the soft value of π* under policy evaluation equals the soft-optimal V*, ...
-    torch.testing.assert_close(soft_policy_evaluation(sol.log_policy, reward, transition, alpha), sol.v, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(
+        soft_policy_evaluation(sol.log_policy, reward, transition, alpha), sol.v, rtol=1e-12, atol=1e-12
+    )
     # ... and any other policy scores strictly lower in every initial state.
     g = torch.Generator().manual_seed(100 + seed)
     for _ in range(5):
-        other = torch.log_softmax(sol.log_policy + 0.3 * torch.randn(sol.log_policy.shape, generator=g, dtype=torch.float64), -1)
+        other = torch.log_softmax(
+            sol.log_policy + 0.3 * torch.randn(sol.log_policy.shape, generator=g, dtype=torch.float64), -1
+        )
         assert torch.all(soft_policy_evaluation(other, reward, transition, alpha)[0] < sol.v[0])
 
 
@@ -121,12 +125,16 @@ def test_next_state_indices_give_the_same_solution_as_the_one_hot_transition(see
     torch.testing.assert_close(ta.log_policy, tb.log_policy, rtol=0, atol=1e-12)
     torch.testing.assert_close(
         soft_policy_evaluation(ta.log_policy, reward, next_state, 0.4),
-        soft_policy_evaluation(ta.log_policy, reward, dense, 0.4), rtol=0, atol=1e-12,
+        soft_policy_evaluation(ta.log_policy, reward, dense, 0.4),
+        rtol=0,
+        atol=1e-12,
     )
     initial = torch.softmax(torch.randn(2, S, generator=g, dtype=torch.float64), -1)  # a batch of initial laws
     torch.testing.assert_close(
         state_distributions(ta.log_policy, next_state, initial),
-        state_distributions(ta.log_policy, dense, initial), rtol=0, atol=1e-12,
+        state_distributions(ta.log_policy, dense, initial),
+        rtol=0,
+        atol=1e-12,
     )
     with pytest.raises(ValueError, match="next-state indices"):
         soft_value_iteration(reward, next_state + S, H, 0.5)

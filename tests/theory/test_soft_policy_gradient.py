@@ -59,7 +59,9 @@ def _expected_estimator(variant, transition, reward, initial, logits):
             rewards = residual_reward(step_reward, step_logp, None, regularization.reward_coefficients)
             reward_to_go = rewards.flip(0).cumsum(0).flip(0)  # Σ_{t'≥t}, γ = 1 (finite horizon)
             entropy = torch.stack([-(log_pi[t, states[t]].exp() * log_pi[t, states[t]]).sum() for t in range(H)])
-            surrogate = surrogate + prob * ((step_logp * reward_to_go).sum() + regularization.loss_entropy_coef * entropy.sum())
+            surrogate = surrogate + prob * (
+                (step_logp * reward_to_go).sum() + regularization.loss_entropy_coef * entropy.sum()
+            )
     surrogate.backward()
     return theta.grad
 

@@ -8,6 +8,7 @@ import pytest
 
 from rpg import cli as rpg_cli
 from rpg_llm.dpo import cli as dpo_cli
+
 from ..tiny_lm import build_tiny_causal_lm, random_preference_dataset
 
 
@@ -23,18 +24,43 @@ def write_jsonl(path, dataset):
 
 def train_flags(model_dir, data_file, output_dir, *extra):
     return [
-        "--model_name_or_path", str(model_dir), "--dataset_name", str(data_file), "--output_dir", str(output_dir),
-        "--max_steps", "2", "--per_device_train_batch_size", "4", "--learning_rate", "1e-3", "--report_to", "none",
-        "--gradient_checkpointing", "false", "--save_strategy", "no", "--disable_tqdm", "true", *extra,
+        "--model_name_or_path",
+        str(model_dir),
+        "--dataset_name",
+        str(data_file),
+        "--output_dir",
+        str(output_dir),
+        "--max_steps",
+        "2",
+        "--per_device_train_batch_size",
+        "4",
+        "--learning_rate",
+        "1e-3",
+        "--report_to",
+        "none",
+        "--gradient_checkpointing",
+        "false",
+        "--save_strategy",
+        "no",
+        "--disable_tqdm",
+        "true",
+        *extra,
     ]
 
 
 def test_loss_alias_and_yaml_config(tmp_path):
     config = tmp_path / "dpo.yaml"
-    config.write_text("loss_type: [decoupled, sigmoid]\nloss_weights: [1.0, 0.5]\nalpha_hat: 0.2\nomega_prime: 0.3\n"
-                      "model_name_or_path: some/model\n")
+    config.write_text(
+        "loss_type: [decoupled, sigmoid]\nloss_weights: [1.0, 0.5]\nalpha_hat: 0.2\nomega_prime: 0.3\n"
+        "model_name_or_path: some/model\n"
+    )
     _, args, model_args, _, _ = dpo_cli.parse(["--config", str(config), "--omega_prime", "0.4", "--output_dir", "x"])
-    assert (args.loss_type, args.loss_weights, args.alpha_hat, args.omega_prime) == (["decoupled", "sigmoid"], [1.0, 0.5], 0.2, 0.4)
+    assert (args.loss_type, args.loss_weights, args.alpha_hat, args.omega_prime) == (
+        ["decoupled", "sigmoid"],
+        [1.0, 0.5],
+        0.2,
+        0.4,
+    )
     assert model_args.model_name_or_path == "some/model"
     _, args, *_ = dpo_cli.parse(["--model_name_or_path", "m", "--loss", "ce", "decoupled", "--output_dir", "x"])
     assert args.loss_type == ["ce", "decoupled"]
@@ -54,9 +80,27 @@ def test_no_model_selects_the_toy_defaults():
 @pytest.mark.slow
 def test_rpg_dpo_trains_a_local_model_with_lora(model_dir, tmp_path):
     data = write_jsonl(tmp_path / "pairs.jsonl", random_preference_dataset(8, with_labels=True))
-    flags = train_flags(model_dir, data, tmp_path / "out", "--loss", "decoupled", "ce", "--loss_weights", "1.0", "0.5",
-                        "--alpha_hat", "0.2", "--omega_prime", "0.1", "--use_peft", "--lora_r", "4",
-                        "--lora_target_modules", "q_proj", "v_proj")
+    flags = train_flags(
+        model_dir,
+        data,
+        tmp_path / "out",
+        "--loss",
+        "decoupled",
+        "ce",
+        "--loss_weights",
+        "1.0",
+        "0.5",
+        "--alpha_hat",
+        "0.2",
+        "--omega_prime",
+        "0.1",
+        "--use_peft",
+        "--lora_r",
+        "4",
+        "--lora_target_modules",
+        "q_proj",
+        "v_proj",
+    )
     assert rpg_cli.main(["dpo", *flags]) == 0
     assert (tmp_path / "out" / "adapter_config.json").exists()
 

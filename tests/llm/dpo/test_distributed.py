@@ -18,6 +18,7 @@ import torch
 from safetensors.torch import load_file
 
 from rpg_llm.dpo import cli as dpo_cli
+
 from ..tiny_lm import build_tiny_causal_lm, random_preference_dataset
 
 RECIPE = Path(__file__).resolve().parents[3] / "recipes" / "decoupled_dpo_llm.py"
@@ -26,11 +27,44 @@ RECIPE = Path(__file__).resolve().parents[3] / "recipes" / "decoupled_dpo_llm.py
 def flags(model_dir, data_file, output_dir, batch_size):
     # Plain SGD without gradient clipping: clipping would normalise away a wrongly scaled loss.
     return [
-        "--model_name_or_path", str(model_dir), "--dataset_name", str(data_file), "--output_dir", str(output_dir),
-        "--loss", "decoupled", "ce", "--loss_weights", "1.0", "0.5", "--alpha_hat", "0.3", "--omega_prime", "0.1",
-        "--max_steps", "1", "--per_device_train_batch_size", str(batch_size), "--optim", "sgd",
-        "--learning_rate", "0.5", "--max_grad_norm", "0", "--report_to", "none", "--gradient_checkpointing", "false", "--save_strategy", "no",
-        "--use_cpu", "true", "--disable_tqdm", "true", "--seed", "0",
+        "--model_name_or_path",
+        str(model_dir),
+        "--dataset_name",
+        str(data_file),
+        "--output_dir",
+        str(output_dir),
+        "--loss",
+        "decoupled",
+        "ce",
+        "--loss_weights",
+        "1.0",
+        "0.5",
+        "--alpha_hat",
+        "0.3",
+        "--omega_prime",
+        "0.1",
+        "--max_steps",
+        "1",
+        "--per_device_train_batch_size",
+        str(batch_size),
+        "--optim",
+        "sgd",
+        "--learning_rate",
+        "0.5",
+        "--max_grad_norm",
+        "0",
+        "--report_to",
+        "none",
+        "--gradient_checkpointing",
+        "false",
+        "--save_strategy",
+        "no",
+        "--use_cpu",
+        "true",
+        "--disable_tqdm",
+        "true",
+        "--seed",
+        "0",
     ]
 
 
@@ -42,8 +76,15 @@ def test_two_processes_take_the_single_process_step(tmp_path):
     data.write_text("\n".join(json.dumps(row) for row in pairs.to_list()) + "\n")
 
     env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", str(RECIPE),
-               *flags(model_dir, data, tmp_path / "two", batch_size=4)]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        str(RECIPE),
+        *flags(model_dir, data, tmp_path / "two", batch_size=4),
+    ]
     run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     assert dpo_cli.main(flags(model_dir, data, tmp_path / "one", batch_size=8)) == 0

@@ -16,9 +16,10 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import DPOConfig, DPOTrainer
 
 from rpg_llm.dpo.config import TRL_LOSS_TYPES, DecoupledDPOConfig
-from rpg_llm.precision import bf16_supported_on_device
-from ..tiny_lm import build_tiny_causal_lm, random_preference_dataset
 from rpg_llm.dpo.trainer import PREFERENCE_LABEL_KEY, DecoupledDPOTrainer
+from rpg_llm.precision import bf16_supported_on_device
+
+from ..tiny_lm import build_tiny_causal_lm, random_preference_dataset
 
 BATCH = 6
 
@@ -36,8 +37,15 @@ def dataset():
 
 def common_args(tmp_path, **overrides):
     args = dict(
-        output_dir=str(tmp_path), per_device_train_batch_size=BATCH, report_to="none", gradient_checkpointing=False,
-        save_strategy="no", logging_steps=1, max_steps=2, learning_rate=1e-2, seed=0,
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=BATCH,
+        report_to="none",
+        gradient_checkpointing=False,
+        save_strategy="no",
+        logging_steps=1,
+        max_steps=2,
+        learning_rate=1e-2,
+        seed=0,
         use_cpu=True,  # exact float32 comparisons; bf16 then follows the device: off
     )
     args.update(overrides)
@@ -53,8 +61,12 @@ def make_trainer(model_dir, dataset, tmp_path, ref_dir=None, trl=False, peft_con
         args = DecoupledDPOConfig(**common_args(tmp_path, **config))
         trainer_class = DecoupledDPOTrainer
     return trainer_class(
-        str(model_dir), ref_model=ref_model, args=args, train_dataset=dataset,
-        processing_class=AutoTokenizer.from_pretrained(model_dir), peft_config=peft_config,
+        str(model_dir),
+        ref_model=ref_model,
+        args=args,
+        train_dataset=dataset,
+        processing_class=AutoTokenizer.from_pretrained(model_dir),
+        peft_config=peft_config,
     )
 
 
@@ -78,12 +90,15 @@ def independent_logps(model, batch):
 def test_decoupled_with_equal_coefficients_is_trl_sigmoid(model_dirs, dataset, tmp_path):
     policy_dir, ref_dir = model_dirs
     beta = 0.3
-    ours = make_trainer(policy_dir, dataset, tmp_path, ref_dir, loss_type=["decoupled"], beta=beta,
-                        alpha_hat=beta, omega_prime=beta)
+    ours = make_trainer(
+        policy_dir, dataset, tmp_path, ref_dir, loss_type=["decoupled"], beta=beta, alpha_hat=beta, omega_prime=beta
+    )
     theirs = make_trainer(policy_dir, dataset, tmp_path, ref_dir, trl=True, loss_type=["sigmoid"], beta=beta)
     batch = first_batch(ours)
-    our_loss, their_loss = loss_on(ours, batch), loss_on(theirs, {k: v for k, v in batch.items()
-                                                                  if k != PREFERENCE_LABEL_KEY})
+    our_loss, their_loss = (
+        loss_on(ours, batch),
+        loss_on(theirs, {k: v for k, v in batch.items() if k != PREFERENCE_LABEL_KEY}),
+    )
     assert abs(their_loss.item() - math.log(2)) > 1e-3  # the reference model differs: a non-trivial batch
     torch.testing.assert_close(our_loss, their_loss, rtol=1e-6, atol=1e-6)
     our_loss.backward()
@@ -95,8 +110,9 @@ def test_decoupled_with_equal_coefficients_is_trl_sigmoid(model_dirs, dataset, t
 @pytest.mark.parametrize("alpha_hat,omega_prime", [(0.3, 0.1), (0.1, 0.3), (0.2, 0.0)])
 def test_decoupled_loss_is_eq25(model_dirs, dataset, tmp_path, alpha_hat, omega_prime):
     policy_dir, ref_dir = model_dirs
-    trainer = make_trainer(policy_dir, dataset, tmp_path, ref_dir, loss_type=["decoupled"],
-                           alpha_hat=alpha_hat, omega_prime=omega_prime)
+    trainer = make_trainer(
+        policy_dir, dataset, tmp_path, ref_dir, loss_type=["decoupled"], alpha_hat=alpha_hat, omega_prime=omega_prime
+    )
     batch = first_batch(trainer)
     policy_w, policy_l = independent_logps(trainer.model, batch)
     ref_w, ref_l = independent_logps(trainer.ref_model, batch)
@@ -115,8 +131,15 @@ def test_decoupled_loss_moves_the_way_eq25_says(model_dirs, dataset, tmp_path):
     subset = dataset.select(prior_prefers_chosen)
 
     def loss(alpha_hat, omega_prime):
-        trainer = make_trainer(policy_dir, subset, tmp_path, loss_type=["decoupled"], alpha_hat=alpha_hat,
-                               omega_prime=omega_prime, per_device_train_batch_size=len(subset))
+        trainer = make_trainer(
+            policy_dir,
+            subset,
+            tmp_path,
+            loss_type=["decoupled"],
+            alpha_hat=alpha_hat,
+            omega_prime=omega_prime,
+            per_device_train_batch_size=len(subset),
+        )
         batch = trainer.data_collator([trainer.train_dataset[index] for index in range(len(subset))])
         return loss_on(trainer, batch).item()
 
@@ -134,8 +157,9 @@ def test_ce_loss_is_eq24_with_dataset_labels(model_dirs, dataset, tmp_path):
     policy_w, policy_l = independent_logps(trainer.model, batch)
     ref_w, ref_l = independent_logps(trainer.ref_model, batch)
     chosen_reward, rejected_reward = beta * (policy_w - ref_w), beta * (policy_l - ref_l)
-    expected = -(labels * torch.log(torch.sigmoid(chosen_reward))
-                 + (1 - labels) * torch.log(1 - torch.sigmoid(rejected_reward))).mean()
+    expected = -(
+        labels * torch.log(torch.sigmoid(chosen_reward)) + (1 - labels) * torch.log(1 - torch.sigmoid(rejected_reward))
+    ).mean()
     torch.testing.assert_close(loss_on(trainer, batch), expected, rtol=1e-5, atol=1e-6)
 
 
@@ -147,15 +171,23 @@ def test_ce_label_defaults_to_one(model_dirs, dataset, tmp_path):
     assert PREFERENCE_LABEL_KEY not in batch
     policy_w, _ = independent_logps(trainer.model, batch)
     ref_w, _ = independent_logps(trainer.ref_model, batch)
-    torch.testing.assert_close(loss_on(trainer, batch), -F.logsigmoid(0.4 * (policy_w - ref_w)).mean(),
-                               rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(
+        loss_on(trainer, batch), -F.logsigmoid(0.4 * (policy_w - ref_w)).mean(), rtol=1e-5, atol=1e-6
+    )
 
 
 def test_loss_types_mix_with_trl_losses_by_weight(model_dirs, dataset, tmp_path):
     policy_dir, ref_dir = model_dirs
     coefficients = dict(beta=0.3, alpha_hat=0.5, omega_prime=0.2)
-    mixed = make_trainer(policy_dir, dataset, tmp_path, ref_dir, loss_type=["sigmoid", "decoupled", "ce"],
-                         loss_weights=[0.2, 0.5, 0.3], **coefficients)
+    mixed = make_trainer(
+        policy_dir,
+        dataset,
+        tmp_path,
+        ref_dir,
+        loss_type=["sigmoid", "decoupled", "ce"],
+        loss_weights=[0.2, 0.5, 0.3],
+        **coefficients,
+    )
     batch = first_batch(mixed)
     parts = [
         loss_on(make_trainer(policy_dir, dataset, tmp_path, ref_dir, loss_type=[name], **coefficients), batch)
@@ -169,10 +201,17 @@ def test_loss_types_mix_with_trl_losses_by_weight(model_dirs, dataset, tmp_path)
 def test_lora_reference_is_the_base_model_with_adapters_disabled(model_dirs, dataset, tmp_path):
     policy_dir, _ = model_dirs
     alpha_hat, omega_prime = 0.3, 0.1
-    trainer = make_trainer(policy_dir, dataset, tmp_path, loss_type=["decoupled"], alpha_hat=alpha_hat,
-                           omega_prime=omega_prime, peft_config=LoraConfig(r=4, lora_alpha=8,
-                                                                           target_modules=["q_proj", "v_proj"]),
-                           learning_rate=5e-2, max_steps=3)
+    trainer = make_trainer(
+        policy_dir,
+        dataset,
+        tmp_path,
+        loss_type=["decoupled"],
+        alpha_hat=alpha_hat,
+        omega_prime=omega_prime,
+        peft_config=LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]),
+        learning_rate=5e-2,
+        max_steps=3,
+    )
     assert trainer.ref_model is None
     trainer.train()
     lora_delta = [p for n, p in trainer.model.named_parameters() if "lora_B" in n]
@@ -223,7 +262,10 @@ def test_bf16_follows_the_device(tmp_path):
         (dict(alpha_hat=-1.0), "alpha_hat must be a finite number > 0"),
         (dict(omega_prime=-0.1), "omega_prime must be a finite number >= 0"),
         (dict(loss_type=["decoupled"], ld_alpha=0.5), "ld_alpha is not supported"),
-        (dict(loss_type=["sigmoid", "decopled"]), r"unknown loss_type \['decopled'\]; choose from \['decoupled', 'ce', 'sigmoid'"),
+        (
+            dict(loss_type=["sigmoid", "decopled"]),
+            r"unknown loss_type \['decopled'\]; choose from \['decoupled', 'ce', 'sigmoid'",
+        ),
     ],
 )
 def test_bad_coefficients_fail_in_one_line(tmp_path, config, match):
@@ -237,8 +279,10 @@ def test_bad_coefficients_fail_in_one_line(tmp_path, config, match):
     [
         (lambda ds: ds.remove_columns("rejected"), r"lacks column\(s\) \['rejected'\]"),
         (lambda ds: ds.remove_columns(["chosen", "rejected"]), r"lacks column\(s\) \['chosen', 'rejected'\]"),
-        (lambda ds: ds.map(lambda row, i: {"label": 1.5 if i == 2 else row["label"]}, with_indices=True),
-         r"column 'label' must lie in \[0, 1\]; 1 value\(s\) do not, e.g. 1.5"),
+        (
+            lambda ds: ds.map(lambda row, i: {"label": 1.5 if i == 2 else row["label"]}, with_indices=True),
+            r"column 'label' must lie in \[0, 1\]; 1 value\(s\) do not, e.g. 1.5",
+        ),
         (lambda ds: ds.map(lambda row: {"label": -0.5}), r"must lie in \[0, 1\]; 6 value\(s\)"),
     ],
 )
@@ -254,8 +298,14 @@ def test_evaluate_logs_the_rpg_losses(model_dirs, dataset, tmp_path):
     policy_dir, ref_dir = model_dirs
     ref_model = AutoModelForCausalLM.from_pretrained(ref_dir)
     args = DecoupledDPOConfig(**common_args(tmp_path, loss_type=["decoupled", "ce"], per_device_eval_batch_size=BATCH))
-    trainer = DecoupledDPOTrainer(str(policy_dir), ref_model=ref_model, args=args, train_dataset=dataset,
-                                  eval_dataset=dataset, processing_class=AutoTokenizer.from_pretrained(policy_dir))
+    trainer = DecoupledDPOTrainer(
+        str(policy_dir),
+        ref_model=ref_model,
+        args=args,
+        train_dataset=dataset,
+        eval_dataset=dataset,
+        processing_class=AutoTokenizer.from_pretrained(policy_dir),
+    )
     metrics = trainer.evaluate()
     assert {"eval_decoupled/rewards/accuracies", "eval_ce/loss"} <= set(metrics)
     # One eval batch = the whole dataset: the logged loss is the sum of the two terms on it.

@@ -19,6 +19,8 @@ def test_toy_yaml_matches_the_embedded_default():
 
 
 def test_flags_override_the_config_and_kl_coef_sets_both_coefficients():
-    _, experiment, ppo, _ = _parse(["--config", str(CONFIG), "--max_steps", "7", "--kl_beta", "0.2", "--kl_coef", "0.3"])
+    _, experiment, ppo, _ = _parse(
+        ["--config", str(CONFIG), "--max_steps", "7", "--kl_beta", "0.2", "--kl_coef", "0.3"]
+    )
     assert ppo.max_steps == 7 and experiment.kl_beta == 0.2
     assert ppo.omega_prime == ppo.alpha_hat == 0.3

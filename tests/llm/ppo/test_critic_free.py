@@ -12,16 +12,30 @@ from rpg_llm.toy.world import ToyWorld, ToyWorldConfig
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     # A random (undistilled) tiny Llama: completions stop at EOS at different lengths.
-    config = ToyWorldConfig(vocab_size=6, completion_length=4, num_prompts=3, distill_steps=0, hidden_size=32,
-                            num_heads=2, seed=5)
+    config = ToyWorldConfig(
+        vocab_size=6, completion_length=4, num_prompts=3, distill_steps=0, hidden_size=32, num_heads=2, seed=5
+    )
     return ToyWorld.build(config, tmp_path_factory.mktemp("critic_free_world"), progress=False)
 
 
 def _args(tmp_path, **overrides):
     base = dict(
-        output_dir=str(tmp_path / "out"), omega_prime=0.3, alpha_hat=0.1, response_length=4, advantage_estimator="rloo",
-        num_generations=4, per_device_train_batch_size=4, gradient_accumulation_steps=2, num_mini_batches=2,
-        num_ppo_epochs=2, learning_rate=1e-2, max_steps=2, save_strategy="no", report_to=[], disable_tqdm=True, seed=11,
+        output_dir=str(tmp_path / "out"),
+        omega_prime=0.3,
+        alpha_hat=0.1,
+        response_length=4,
+        advantage_estimator="rloo",
+        num_generations=4,
+        per_device_train_batch_size=4,
+        gradient_accumulation_steps=2,
+        num_mini_batches=2,
+        num_ppo_epochs=2,
+        learning_rate=1e-2,
+        max_steps=2,
+        save_strategy="no",
+        report_to=[],
+        disable_tqdm=True,
+        seed=11,
     )
     base.update(overrides)
     return ResidualPPOConfig(**base)
@@ -58,10 +72,12 @@ def test_k_equal_one_is_refused_in_one_line(tmp_path, estimator):
 
 @pytest.mark.parametrize(
     "overrides,match",
-    [(dict(advantage_estimator="vtrace"), "advantage_estimator must be one of"),
-     (dict(num_generations=3), "must divide"),
-     (dict(advantage_estimator="grpo", scale_rewards="prompt"), "scale_rewards must be one of"),
-     (dict(value_model_path="some/critic"), "value_model_path")],
+    [
+        (dict(advantage_estimator="vtrace"), "advantage_estimator must be one of"),
+        (dict(num_generations=3), "must divide"),
+        (dict(advantage_estimator="grpo", scale_rewards="prompt"), "scale_rewards must be one of"),
+        (dict(value_model_path="some/critic"), "value_model_path"),
+    ],
 )
 def test_bad_estimator_settings_fail_in_one_line(tmp_path, overrides, match):
     with pytest.raises(ValueError, match=match) as error:
@@ -104,8 +120,13 @@ def test_each_prompt_gets_k_completions_and_the_group_baseline(world, tmp_path, 
     mask = rollout["mask"]
     assert len({tuple(ids[m].tolist()) for ids, m in zip(rollout["completion_ids"], mask)}) > 1
     # eq. 8's sequence return, recomputed from the log-probs, against the rollout's advantages
-    rewards = token_level_rewards(_addon_scores(world, trainer, rollout), rollout["old_logprobs"],
-                                  _reference_logprobs(trainer, rollout), mask, trainer.coefficients)
+    rewards = token_level_rewards(
+        _addon_scores(world, trainer, rollout),
+        rollout["old_logprobs"],
+        _reference_logprobs(trainer, rollout),
+        mask,
+        trainer.coefficients,
+    )
     returns = rewards.sum(-1)
     if estimator == "rloo":
         expected = leave_one_out_advantages(returns, k)
@@ -153,11 +174,24 @@ def test_rloo_with_equal_coefficients_is_trl_rloo(world, tmp_path, monkeypatch):
     texts = [world.tokenizer.decode(ids, skip_special_tokens=True) for ids in completion_ids]
     assert rollout["input_ids"].shape[1] == prompt_width + mask.shape[1]
 
-    trl_args = RLOOConfig(output_dir=str(tmp_path / "trl"), beta=beta, num_generations=k,
-                          per_device_train_batch_size=len(texts),
-                          max_completion_length=mask.shape[1], use_cpu=True, bf16=False, report_to=[], max_steps=1)
-    theirs = RLOOTrainer(str(world.prior_model_dir), reward_funcs=world.reward_functions(), args=trl_args,
-                         train_dataset=world.prompt_dataset(repeats=3), processing_class=world.tokenizer)
+    trl_args = RLOOConfig(
+        output_dir=str(tmp_path / "trl"),
+        beta=beta,
+        num_generations=k,
+        per_device_train_batch_size=len(texts),
+        max_completion_length=mask.shape[1],
+        use_cpu=True,
+        bf16=False,
+        report_to=[],
+        max_steps=1,
+    )
+    theirs = RLOOTrainer(
+        str(world.prior_model_dir),
+        reward_funcs=world.reward_functions(),
+        args=trl_args,
+        train_dataset=world.prompt_dataset(repeats=3),
+        processing_class=world.tokenizer,
+    )
     assert theirs.beta == beta and theirs.normalize_advantages is False
     monkeypatch.setattr(theirs, "_generate", lambda prompts: (prompt_ids, completion_ids, texts))
     seen = {"gathered": []}
@@ -174,8 +208,13 @@ def test_rloo_with_equal_coefficients_is_trl_rloo(world, tmp_path, monkeypatch):
 
     (kl,) = [x for x in seen["gathered"] if x.shape == (len(texts),) and x.is_floating_point()]
     trl_returns = seen["r"].sum(-1) - beta * kl  # TRL's sequence reward r − β·KL, from its own intermediates
-    rewards = token_level_rewards(_addon_scores(world, ours, rollout), rollout["old_logprobs"],
-                                  _reference_logprobs(ours, rollout), mask, ours.coefficients)
+    rewards = token_level_rewards(
+        _addon_scores(world, ours, rollout),
+        rollout["old_logprobs"],
+        _reference_logprobs(ours, rollout),
+        mask,
+        ours.coefficients,
+    )
     torch.testing.assert_close(rewards.sum(-1), trl_returns, atol=1e-5, rtol=1e-5)
     assert trl_returns.std() > 0.1  # the groups disagree: the advantages below are not all zero
     # the trainer's per-token advantages are TRL's sequence advantage on every real token

@@ -22,9 +22,20 @@ from rpg_llm.ppo.trainer import ResidualPPOTrainer
 
 WORLD = dict(vocab_size=6, completion_length=4, num_prompts=6, distill_steps=0, hidden_size=32, num_heads=2, seed=3)
 ARGS = dict(
-    omega_prime=0.3, alpha_hat=0.1, response_length=4, per_device_train_batch_size=2, gradient_accumulation_steps=1,
-    num_mini_batches=2, num_ppo_epochs=2, learning_rate=1e-2, max_steps=2, save_strategy="no", report_to=[],
-    disable_tqdm=True, seed=11, use_cpu=True,
+    omega_prime=0.3,
+    alpha_hat=0.1,
+    response_length=4,
+    per_device_train_batch_size=2,
+    gradient_accumulation_steps=1,
+    num_mini_batches=2,
+    num_ppo_epochs=2,
+    learning_rate=1e-2,
+    max_steps=2,
+    save_strategy="no",
+    report_to=[],
+    disable_tqdm=True,
+    seed=11,
+    use_cpu=True,
 )
 
 WORKER = textwrap.dedent(
@@ -58,7 +69,9 @@ def test_two_processes_shard_prompts_and_stay_in_sync(toy_world, tmp_path):
     cache = world.directory.parent  # the workers load the same built world from it
     single = ResidualPPOTrainer(
         ResidualPPOConfig(output_dir=str(tmp_path / "single"), **{**ARGS, "per_device_train_batch_size": 4}),
-        str(world.prior_model_dir), processing_class=world.tokenizer, train_dataset=world.prompt_dataset(repeats=4),
+        str(world.prior_model_dir),
+        processing_class=world.tokenizer,
+        train_dataset=world.prompt_dataset(repeats=4),
         reward_funcs=world.reward_functions(),
     )
     start = {k: v.detach().clone() for k, v in single.accelerator.unwrap_model(single.model).state_dict().items()}
@@ -66,8 +79,18 @@ def test_two_processes_shard_prompts_and_stay_in_sync(toy_world, tmp_path):
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
     env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", str(script),
-               json.dumps(WORLD), json.dumps(ARGS), str(cache), str(tmp_path)]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        str(script),
+        json.dumps(WORLD),
+        json.dumps(ARGS),
+        str(cache),
+        str(tmp_path),
+    ]
     run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
 

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from rpg.reward import RewardCoefficients, residual_reward
-from rpg_llm.ppo.trainer import last_token_index, token_level_rewards
 from rpg_llm.ppo.sampling import completion_mask_from_eos
+from rpg_llm.ppo.trainer import last_token_index, token_level_rewards
 
 EOS, PAD = 1, 0
 
@@ -20,7 +20,9 @@ def _batch(seed=0, batch=4, length=6):
 
 def test_rewards_are_rpg_formula_on_every_token_plus_addon_at_the_last():
     policy, ref, scores = _batch()
-    mask = torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 0, 0, 0], [1, 0, 0, 0, 0, 0], [1, 1, 1, 1, 1, 0]], dtype=torch.bool)
+    mask = torch.tensor(
+        [[1, 1, 1, 1, 1, 1], [1, 1, 1, 0, 0, 0], [1, 0, 0, 0, 0, 0], [1, 1, 1, 1, 1, 0]], dtype=torch.bool
+    )
     c = RewardCoefficients.residual(0.7, 0.2)
     rewards = token_level_rewards(scores, policy, ref, mask, c)
     last = torch.tensor([5, 2, 0, 4])

@@ -7,15 +7,16 @@ import torch
 from datasets import Dataset
 
 from rpg_llm.ppo.config import ResidualPPOConfig
-from rpg_llm.ppo.trainer import ResidualPPOTrainer
 from rpg_llm.ppo.sampling import position_ids_from_mask, sample_completions
+from rpg_llm.ppo.trainer import ResidualPPOTrainer
 
 
 @pytest.fixture(scope="module")
 def world(toy_world):
     # A random (undistilled) tiny Llama + its tokenizer, saved and loaded through from_pretrained.
-    return toy_world(vocab_size=6, completion_length=4, num_prompts=3, distill_steps=0, hidden_size=32, num_heads=2,
-                     seed=5)
+    return toy_world(
+        vocab_size=6, completion_length=4, num_prompts=3, distill_steps=0, hidden_size=32, num_heads=2, seed=5
+    )
 
 
 def _args(tmp_path, **overrides):
@@ -128,8 +129,15 @@ def test_checkpoint_resumes_to_the_same_weights(world, tmp_path):
 def test_metrics_report_each_reward_component(world, tmp_path):
     trainer = _trainer(world, _args(tmp_path, max_steps=1))
     (stats,) = trainer.train()
-    for key in ("reward/addon", "reward/omega_prime_logp_ref", "reward/alpha_hat_logp_policy", "objective/kl_to_ref",
-                "objective/entropy", "loss/value", "policy/clipfrac"):
+    for key in (
+        "reward/addon",
+        "reward/omega_prime_logp_ref",
+        "reward/alpha_hat_logp_policy",
+        "objective/kl_to_ref",
+        "objective/entropy",
+        "loss/value",
+        "policy/clipfrac",
+    ):
         assert key in stats
     # Σ_t r_t = r_R + ω'·Σ log π_ref − α̂·Σ log πθ
     expected = stats["reward/addon"] + stats["reward/omega_prime_logp_ref"] - stats["reward/alpha_hat_logp_policy"]
@@ -141,8 +149,9 @@ def test_reward_model_source(world, tmp_path):
 
     from rpg_llm.toy.tiny_llama import tiny_llama_config
 
-    config = tiny_llama_config(world.tokenizer, hidden_size=16, num_layers=1, num_heads=2, max_positions=32,
-                               num_labels=1)
+    config = tiny_llama_config(
+        world.tokenizer, hidden_size=16, num_layers=1, num_heads=2, max_positions=32, num_labels=1
+    )
     LlamaForSequenceClassification(config).save_pretrained(tmp_path / "rm")
     world.tokenizer.save_pretrained(tmp_path / "rm")
     trainer = _trainer(world, _args(tmp_path, max_steps=1, reward_model_path=str(tmp_path / "rm")), reward_funcs=None)
@@ -161,7 +170,9 @@ def test_reward_model_source(world, tmp_path):
 )
 def test_bad_input_fails_in_one_line_before_training(world, tmp_path, case, match):
     args = _args(tmp_path)
-    kwargs = dict(train_dataset=world.prompt_dataset(), reward_funcs=world.reward_functions(), processing_class=world.tokenizer)
+    kwargs = dict(
+        train_dataset=world.prompt_dataset(), reward_funcs=world.reward_functions(), processing_class=world.tokenizer
+    )
     model = str(world.prior_model_dir)
     if case == "unknown_model":
         model = str(tmp_path / "no-such-model")
@@ -180,9 +191,14 @@ def test_bad_input_fails_in_one_line_before_training(world, tmp_path, case, matc
 
 @pytest.mark.parametrize(
     "overrides,match",
-    [(dict(omega_prime=-0.1), "omega_prime"), (dict(alpha_hat=-1.0), "alpha_hat"), (dict(kl_coef=-0.5), "omega_prime"),
-     (dict(response_length=0), "response_length"), (dict(temperature=0.7), "temperature"),
-     (dict(suppress_token_ids=[1, -1]), "suppress_token_ids")],
+    [
+        (dict(omega_prime=-0.1), "omega_prime"),
+        (dict(alpha_hat=-1.0), "alpha_hat"),
+        (dict(kl_coef=-0.5), "omega_prime"),
+        (dict(response_length=0), "response_length"),
+        (dict(temperature=0.7), "temperature"),
+        (dict(suppress_token_ids=[1, -1]), "suppress_token_ids"),
+    ],
 )
 def test_bad_config_fails_in_one_line(tmp_path, overrides, match):
     with pytest.raises(ValueError, match=match) as error:
@@ -195,8 +211,20 @@ def test_cli_reports_bad_input_in_one_line(world, tmp_path, capsys):
 
     data = tmp_path / "prompts.jsonl"
     data.write_text('{"text": "red blue"}\n')
-    code = main(["--model_name_or_path", str(world.prior_model_dir), "--dataset_name", str(data), "--reward_funcs",
-                 "math:fabs", "--output_dir", str(tmp_path / "o"), "--report_to", "none"])
+    code = main(
+        [
+            "--model_name_or_path",
+            str(world.prior_model_dir),
+            "--dataset_name",
+            str(data),
+            "--reward_funcs",
+            "math:fabs",
+            "--output_dir",
+            str(tmp_path / "o"),
+            "--report_to",
+            "none",
+        ]
+    )
     errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line.lower()]
     assert code == 2 and len(errors) == 1 and errors[0].startswith("rpg ppo: error:") and "'prompt' column" in errors[0]
     assert main(["--response_length", "0", "--output_dir", str(tmp_path / "o")]) == 2
@@ -213,8 +241,13 @@ def test_conversational_prompts_go_through_the_chat_template(world, tmp_path):
         seen.update(prompts=prompts, completions=completions, completion_ids=completion_ids)
         return [float(len(ids)) for ids in completion_ids]
 
-    trainer = ResidualPPOTrainer(_args(tmp_path, max_steps=1), str(world.prior_model_dir), processing_class=tokenizer,
-                                 train_dataset=dataset, reward_funcs=[reward])
+    trainer = ResidualPPOTrainer(
+        _args(tmp_path, max_steps=1),
+        str(world.prior_model_dir),
+        processing_class=tokenizer,
+        train_dataset=dataset,
+        reward_funcs=[reward],
+    )
     assert trainer.train_dataset["prompt_input_ids"] == [world.tokenizer(p)["input_ids"] for p in world.prompts]
     (stats,) = trainer.train()
     assert isinstance(seen["prompts"][0], list) and seen["prompts"][0][0]["role"] == "user"
@@ -226,7 +259,11 @@ def test_gradient_checkpointing_gives_the_same_update(world, tmp_path):
     plain = _trainer(world, _args(tmp_path / "a", max_steps=1))
     plain.train()
     # transformers renamed gradient_checkpointing to activation_checkpointing (5.2x); the trainer reads either
-    flag = "activation_checkpointing" if "activation_checkpointing" in ResidualPPOConfig.__dataclass_fields__ else "gradient_checkpointing"
+    flag = (
+        "activation_checkpointing"
+        if "activation_checkpointing" in ResidualPPOConfig.__dataclass_fields__
+        else "gradient_checkpointing"
+    )
     checkpointed = _trainer(world, _args(tmp_path / "b", max_steps=1, **{flag: True}))
     assert checkpointed.model.is_gradient_checkpointing
     checkpointed.train()

@@ -19,22 +19,40 @@ RESIDUAL = (0.5, 0.25)  # ω' ≠ α̂: target ∝ π_prior² · exp(4·r_R)
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    config = ToyWorldConfig(vocab_size=6, completion_length=3, num_prompts=3, distill_steps=250, hidden_size=32,
-                            num_heads=2, seed=1)
+    config = ToyWorldConfig(
+        vocab_size=6, completion_length=3, num_prompts=3, distill_steps=250, hidden_size=32, num_heads=2, seed=1
+    )
     return ToyWorld.build(config, tmp_path_factory.mktemp("critic_free_oracle_world"), progress=False)
 
 
 def _train(world, tmp_path, coefficients, estimator):
     omega_prime, alpha_hat = coefficients
     args = ResidualPPOConfig(
-        output_dir=str(tmp_path / "out"), omega_prime=omega_prime, alpha_hat=alpha_hat,
-        response_length=world.completion_length, advantage_estimator=estimator, num_generations=4,
-        per_device_train_batch_size=64, num_mini_batches=2, num_ppo_epochs=4, learning_rate=1e-3,
-        lr_scheduler_type="constant", max_steps=40, save_strategy="no", report_to=[], disable_tqdm=True, seed=0,
+        output_dir=str(tmp_path / "out"),
+        omega_prime=omega_prime,
+        alpha_hat=alpha_hat,
+        response_length=world.completion_length,
+        advantage_estimator=estimator,
+        num_generations=4,
+        per_device_train_batch_size=64,
+        num_mini_batches=2,
+        num_ppo_epochs=4,
+        learning_rate=1e-3,
+        lr_scheduler_type="constant",
+        max_steps=40,
+        save_strategy="no",
+        report_to=[],
+        disable_tqdm=True,
+        seed=0,
         suppress_token_ids=world.special_token_ids,  # one support: the target's content-only completions
     )
-    trainer = ResidualPPOTrainer(args, str(world.prior_model_dir), processing_class=world.tokenizer,
-                                 train_dataset=world.prompt_dataset(), reward_funcs=world.reward_functions())
+    trainer = ResidualPPOTrainer(
+        args,
+        str(world.prior_model_dir),
+        processing_class=world.tokenizer,
+        train_dataset=world.prompt_dataset(),
+        reward_funcs=world.reward_functions(),
+    )
     trainer.train()
     return trainer.policy
 

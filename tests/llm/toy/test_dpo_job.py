@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import pytest
 
-from rpg_llm.toy.dpo_pairs import sample_preference_pairs
 from rpg_llm.toy.dpo_job import default_methods, evaluate_preference_method, train_preference_method
+from rpg_llm.toy.dpo_pairs import sample_preference_pairs
 
 BETA, ALPHA_HAT, OMEGA_PRIME = 0.5, 0.5, 1.0
 
@@ -30,8 +30,16 @@ def test_dpo_and_decoupled_dpo_move_toward_their_own_exact_targets(toy_world, tm
 
     results = {}
     for method in (dpo, decoupled):
-        model = train_preference_method(world, method, train_pairs, tmp_path / method.loss_type, max_steps=120,
-                                        learning_rate=5e-4, batch_size=64, progress=False)
+        model = train_preference_method(
+            world,
+            method,
+            train_pairs,
+            tmp_path / method.loss_type,
+            max_steps=120,
+            learning_rate=5e-4,
+            batch_size=64,
+            progress=False,
+        )
         log_probs = world.model_log_probs(model)
         results[method.loss_type] = dict(
             evaluate_preference_method(world, model, method, heldout_pairs, reference_log_probs),

@@ -22,9 +22,11 @@ def test_pairs_follow_bradley_terry_on_the_addon_reward(world):
     chosen_reward = addon[prompt, torch.tensor(pairs["chosen_index"])]
     rejected_reward = addon[prompt, torch.tensor(pairs["rejected_index"])]
     assert pairs["chosen_index"] != pairs["rejected_index"] and all(
-        c != r for c, r in zip(pairs["chosen_index"], pairs["rejected_index"]))
-    torch.testing.assert_close(torch.tensor(pairs["label"], dtype=torch.float64),
-                               torch.sigmoid(chosen_reward - rejected_reward))
+        c != r for c, r in zip(pairs["chosen_index"], pairs["rejected_index"])
+    )
+    torch.testing.assert_close(
+        torch.tensor(pairs["label"], dtype=torch.float64), torch.sigmoid(chosen_reward - rejected_reward)
+    )
     # Among pairs whose rewards differ by exactly 1, the better one wins with probability σ(1).
     margin = chosen_reward - rejected_reward
     differ_by_one = margin.abs() == 1

@@ -17,21 +17,40 @@ RESIDUAL = (0.5, 0.25)  # ω' ≠ α̂: target ∝ π_prior² · exp(4·r_R)
 
 @pytest.fixture(scope="module")
 def world(toy_world):
-    return toy_world(vocab_size=6, completion_length=3, num_prompts=3, distill_steps=250, hidden_size=32, num_heads=2,
-                     seed=1)
+    return toy_world(
+        vocab_size=6, completion_length=3, num_prompts=3, distill_steps=250, hidden_size=32, num_heads=2, seed=1
+    )
 
 
 def _train(world, tmp_path, coefficients):
     omega_prime, alpha_hat = coefficients
     args = ResidualPPOConfig(
-        output_dir=str(tmp_path / "out"), omega_prime=omega_prime, alpha_hat=alpha_hat, response_length=world.completion_length,
-        per_device_train_batch_size=64, num_mini_batches=2, num_ppo_epochs=4, learning_rate=1e-3, lr_scheduler_type="constant",
-        max_steps=40, vf_coef=0.5, lam=1.0, save_strategy="no", report_to=[], disable_tqdm=True, seed=0,
+        output_dir=str(tmp_path / "out"),
+        omega_prime=omega_prime,
+        alpha_hat=alpha_hat,
+        response_length=world.completion_length,
+        per_device_train_batch_size=64,
+        num_mini_batches=2,
+        num_ppo_epochs=4,
+        learning_rate=1e-3,
+        lr_scheduler_type="constant",
+        max_steps=40,
+        vf_coef=0.5,
+        lam=1.0,
+        save_strategy="no",
+        report_to=[],
+        disable_tqdm=True,
+        seed=0,
         suppress_token_ids=world.special_token_ids,  # one support: the target's content-only completions
         stop_token="eos",  # the embedded default job's setting (the toy world ends completions at EOS)
     )
-    trainer = ResidualPPOTrainer(args, str(world.prior_model_dir), processing_class=world.tokenizer,
-                                 train_dataset=world.prompt_dataset(), reward_funcs=world.reward_functions())
+    trainer = ResidualPPOTrainer(
+        args,
+        str(world.prior_model_dir),
+        processing_class=world.tokenizer,
+        train_dataset=world.prompt_dataset(),
+        reward_funcs=world.reward_functions(),
+    )
     trainer.train()
     return trainer.policy
 

@@ -40,7 +40,10 @@ def test_target_equals_sequence_formula_and_soft_optimum_of_scaled_r_plus_addon(
     solved = soft_value_iteration(scaled_basic + addon_table, transition, world.completion_length, alpha_hat)
     ys = world.all_completions()
     direct = torch.stack(
-        [world._sequence_log_prob(solved.log_policy, w.expand(len(ys)), ys, augmented=True) for w in world._first_words()]
+        [
+            world._sequence_log_prob(solved.log_policy, w.expand(len(ys)), ys, augmented=True)
+            for w in world._first_words()
+        ]
     )
     torch.testing.assert_close(target, direct)
     torch.testing.assert_close(target.exp().sum(-1), torch.ones(len(world.prompts), dtype=target.dtype))
@@ -156,8 +159,11 @@ def test_dynamic_programming_equals_enumeration(world, omega_prime, alpha_hat):
         torch.testing.assert_close(direct, log_probs[p, [0, 7, 50, -1]], rtol=0, atol=1e-12)
     by_dp = world.exact_policy_statistics(omega_prime, alpha_hat)
     p = log_probs.exp()
-    by_enumeration = {"basic": (p * basic).sum(-1).mean(), "addon": (p * addon).sum(-1).mean(),
-                      "kl_to_prior": (p * (log_probs - prior)).sum(-1).mean()}
+    by_enumeration = {
+        "basic": (p * basic).sum(-1).mean(),
+        "addon": (p * addon).sum(-1).mean(),
+        "kl_to_prior": (p * (log_probs - prior)).sum(-1).mean(),
+    }
     by_enumeration["total"] = by_enumeration["basic"] + by_enumeration["addon"]
     for key in ("basic", "addon", "total", "kl_to_prior"):
         assert by_dp[key] == pytest.approx(float(by_enumeration[key]), abs=1e-10), key
