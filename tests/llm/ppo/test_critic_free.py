@@ -5,8 +5,10 @@ import torch
 
 from rpg.advantage import group_normalized_advantages, leave_one_out_advantages
 from rpg_llm.ppo.config import ResidualPPOConfig
-from rpg_llm.ppo.trainer import ResidualPPOTrainer, token_level_rewards
+from rpg_llm.ppo.trainer import token_level_rewards
 from rpg_llm.toy.world import ToyWorld, ToyWorldConfig
+
+from .helpers import tiny_config, toy_trainer
 
 
 @pytest.fixture(scope="module")
@@ -19,32 +21,11 @@ def world(tmp_path_factory):
 
 
 def _args(tmp_path, **overrides):
-    base = dict(
-        output_dir=str(tmp_path / "out"),
-        omega_prime=0.3,
-        alpha_hat=0.1,
-        response_length=4,
-        advantage_estimator="rloo",
-        num_generations=4,
-        per_device_train_batch_size=4,
-        gradient_accumulation_steps=2,
-        num_mini_batches=2,
-        num_ppo_epochs=2,
-        learning_rate=1e-2,
-        max_steps=2,
-        save_strategy="no",
-        report_to=[],
-        disable_tqdm=True,
-        seed=11,
-    )
-    base.update(overrides)
-    return ResidualPPOConfig(**base)
+    return tiny_config(tmp_path, **{"advantage_estimator": "rloo", "num_generations": 4, **overrides})
 
 
 def _trainer(world, args, **kwargs):
-    kwargs.setdefault("train_dataset", world.prompt_dataset(repeats=3))
-    kwargs.setdefault("reward_funcs", world.reward_functions())
-    return ResidualPPOTrainer(args, str(world.prior_model_dir), processing_class=world.tokenizer, **kwargs)
+    return toy_trainer(world, args, **kwargs)
 
 
 def _reference_logprobs(trainer, rollout):

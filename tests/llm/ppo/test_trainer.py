@@ -10,6 +10,8 @@ from rpg_llm.ppo.config import ResidualPPOConfig
 from rpg_llm.ppo.sampling import position_ids_from_mask, sample_completions
 from rpg_llm.ppo.trainer import ResidualPPOTrainer
 
+from .helpers import tiny_config, toy_trainer
+
 
 @pytest.fixture(scope="module")
 def world(toy_world):
@@ -20,30 +22,11 @@ def world(toy_world):
 
 
 def _args(tmp_path, **overrides):
-    base = dict(
-        output_dir=str(tmp_path / "out"),
-        omega_prime=0.3,
-        alpha_hat=0.1,
-        response_length=4,
-        per_device_train_batch_size=4,
-        gradient_accumulation_steps=2,
-        num_mini_batches=2,
-        num_ppo_epochs=2,
-        learning_rate=1e-2,
-        max_steps=2,
-        save_strategy="no",
-        report_to=[],
-        disable_tqdm=True,
-        seed=11,
-    )
-    base.update(overrides)
-    return ResidualPPOConfig(**base)
+    return tiny_config(tmp_path, **overrides)
 
 
 def _trainer(world, args, **kwargs):
-    kwargs.setdefault("train_dataset", world.prompt_dataset(repeats=3))
-    kwargs.setdefault("reward_funcs", world.reward_functions())
-    return ResidualPPOTrainer(args, str(world.prior_model_dir), processing_class=world.tokenizer, **kwargs)
+    return toy_trainer(world, args, **kwargs)
 
 
 def test_sampled_logprobs_equal_the_training_forward(world):

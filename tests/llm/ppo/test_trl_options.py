@@ -14,11 +14,11 @@ from datasets import Dataset
 from transformers import TrainerCallback
 
 from rpg_llm.ppo import trainer as ppo_trainer_module
-from rpg_llm.ppo.config import ResidualPPOConfig
 from rpg_llm.ppo.trainer import ResidualPPOTrainer, kl_estimate
 from rpg_llm.toy.tiny_llama import word_tokenizer
 
 from ..tiny_lm import SPECIAL_TOKENS, build_tiny_causal_lm
+from .helpers import tiny_config
 
 WORDS = [f"w{i}" for i in range(16)]
 
@@ -74,24 +74,8 @@ def models(tmp_path_factory):
 
 
 def _args(tmp_path, **overrides):
-    base = dict(
-        output_dir=str(tmp_path / "out"),
-        omega_prime=0.3,
-        alpha_hat=0.1,
-        response_length=4,
-        per_device_train_batch_size=4,
-        gradient_accumulation_steps=1,
-        num_mini_batches=1,
-        num_ppo_epochs=1,
-        learning_rate=1e-2,
-        max_steps=1,
-        save_strategy="no",
-        report_to=[],
-        disable_tqdm=True,
-        seed=3,
-    )
-    base.update(overrides)
-    return ResidualPPOConfig(**base)
+    one_step = dict(gradient_accumulation_steps=1, num_mini_batches=1, num_ppo_epochs=1, max_steps=1, seed=3)
+    return tiny_config(tmp_path, **{**one_step, **overrides})
 
 
 def _prompts(n=8):
