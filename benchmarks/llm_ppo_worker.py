@@ -11,20 +11,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import time
 
-
-def rss_mib() -> float:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+from memory_probe import peak_rss_mib, rss_mib  # noqa: E402  (this folder is on sys.path)
 
 
 def run_rpg(assets: str, s: dict, marks: list[float]) -> None:
