@@ -20,23 +20,11 @@ import torch
 from rpg_llm.ppo.config import ResidualPPOConfig
 from rpg_llm.ppo.trainer import ResidualPPOTrainer
 
+from .helpers import TINY_RUN
+
 WORLD = dict(vocab_size=6, completion_length=4, num_prompts=6, distill_steps=0, hidden_size=32, num_heads=2, seed=3)
-ARGS = dict(
-    omega_prime=0.3,
-    alpha_hat=0.1,
-    response_length=4,
-    per_device_train_batch_size=2,
-    gradient_accumulation_steps=1,
-    num_mini_batches=2,
-    num_ppo_epochs=2,
-    learning_rate=1e-2,
-    max_steps=2,
-    save_strategy="no",
-    report_to=[],
-    disable_tqdm=True,
-    seed=11,
-    use_cpu=True,
-)
+# The helpers' tiny run, with 2 completions per process and step so two processes split a batch of 4.
+ARGS = {**TINY_RUN, "per_device_train_batch_size": 2, "gradient_accumulation_steps": 1, "use_cpu": True}
 
 WORKER = textwrap.dedent(
     """
