@@ -257,12 +257,17 @@ def _basic_task_sections(envs, columns, titles, rows_specs, results, mode, paper
 
 
 def _verdict_note(seeds: int) -> str:
-    """How verdicts are decided, with the t range that ``seeds`` finished seeds per cell give."""
-    low, high = verdicts.t_quantile(2 * (seeds - 1)), verdicts.t_quantile(seeds - 1)
-    return (
+    """How verdicts are decided, with the t range that the scale's ``seeds`` per cell give."""
+    rule = (
         'Verdicts: a claim "A above B" is *reproduced* when the difference of the seeds\' mean figures d exceeds '
         "t·se (se over seeds, Welch's t at 95%, two-sided; `rpg_control/reproduce/verdicts.py`), *opposite* when "
-        f"−d does, else *inconclusive*. With {seeds} seeds per cell Welch's degrees of freedom lie between "
+        "−d does, else *inconclusive*."
+    )
+    if seeds < 2:
+        return rule + " With one seed per cell there is no spread over seeds, so no claim gets a verdict."
+    low, high = verdicts.t_quantile(2 * (seeds - 1)), verdicts.t_quantile(seeds - 1)
+    return (
+        f"{rule} With {seeds} seeds per cell Welch's degrees of freedom lie between "
         f"{seeds - 1} and {2 * (seeds - 1)}, so t is {low:.1f} to {high:.1f}"
         + (": only gaps several times the seed spread pass." if seeds < 4 else ".")
     )
