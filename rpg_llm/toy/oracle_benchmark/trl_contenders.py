@@ -29,7 +29,15 @@ import torch
 from rpg_llm.toy.oracle_benchmark.contract import BenchmarkSettings, Contender, OracleProbe, restrict_to_content
 from rpg_llm.toy.world import ToyWorld
 
-__all__ = ["CONTENDERS", "TRLSchedule", "trl_schedule", "restrict_head_to_content", "run_trl_grpo", "run_trl_rloo"]
+__all__ = [
+    "CONTENDERS",
+    "TRLSchedule",
+    "trl_schedule",
+    "restrict_head_to_content",
+    "build_trl_trainer",
+    "run_trl_grpo",
+    "run_trl_rloo",
+]
 
 GENERATION_BATCH = 128  # completions per generation, as the toy PPO job's 128 per iteration
 MINI_BATCHES = 2  # optimizer steps per pass over a generation (TRL's steps_per_generation)
@@ -143,10 +151,13 @@ def _trl_config(config_class, world: ToyWorld, settings: BenchmarkSettings, seed
     )
 
 
-def _run_trl(kind: str, world: ToyWorld, settings: BenchmarkSettings, seed: int, probe: OracleProbe, output_dir):
+def build_trl_trainer(kind: str, world: ToyWorld, settings: BenchmarkSettings, seed: int, output_dir, callbacks=()):
+    """(trainer, schedule): TRL's ``GRPOTrainer`` (``kind="grpo"``) or ``RLOOTrainer`` (``"rloo"``) on the prior,
+    policy and TRL's own reference model both restricted to content tokens."""
     import trl
 
-    torch.set_num_threads(1)
+    if kind not in ("grpo", "rloo"):
+        raise ValueError(f"kind must be 'grpo' or 'rloo', got {kind!r}")
     schedule = trl_schedule(settings)
     config_class, trainer_class = (
         (trl.GRPOConfig, trl.GRPOTrainer) if kind == "grpo" else (trl.RLOOConfig, trl.RLOOTrainer)
@@ -159,11 +170,19 @@ def _run_trl(kind: str, world: ToyWorld, settings: BenchmarkSettings, seed: int,
         model=policy,
         reward_funcs=world.reward_functions(),
         args=args,
+        # RepeatSampler draws a generation's prompts without replacement: repeat the few prompts to fill one
         train_dataset=world.prompt_dataset(repeats=math.ceil(prompts_per_generation / len(world.prompts))),
         processing_class=world.tokenizer,
-        callbacks=[_probe_callback(probe, schedule)],
+        callbacks=list(callbacks),
     )
     restrict_head_to_content(trainer.ref_model, world.special_token_ids)  # TRL built it from the prior's path
+    return trainer, schedule
+
+
+def _run_trl(kind: str, world: ToyWorld, settings: BenchmarkSettings, seed: int, probe: OracleProbe, output_dir):
+    torch.set_num_threads(1)
+    schedule = trl_schedule(settings)
+    trainer, schedule = build_trl_trainer(kind, world, settings, seed, output_dir, [_probe_callback(probe, schedule)])
     probe.start(trainer.model)
     trainer.train()
     probe.finish(trainer.model, schedule.completions)
