@@ -140,10 +140,10 @@ def _run(contender, world, settings, tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("key", ["trl_grpo", "trl_rloo"])
 def test_trl_contender_counts_what_the_reward_function_saw(toy_world, tmp_path, monkeypatch, key):
-    """Two generations of 64: the probe's counts equal the completions the reward function scored, none of
+    """Two generations of 128: the probe's counts equal the completions the reward function scored, none of
     which contains <pad>/<eos>; the curve runs from the prior's KL to the full budget."""
     world = toy_world()
-    settings = BenchmarkSettings(completions=128, evaluations=2)
+    settings = BenchmarkSettings(completions=256, evaluations=2)
     scored: list[list[int]] = []
     reward = world.reward_functions()[0]
 
@@ -154,12 +154,12 @@ def test_trl_contender_counts_what_the_reward_function_saw(toy_world, tmp_path, 
     monkeypatch.setattr(world, "reward_functions", lambda: [counting_reward])
     contender = next(c for c in TRL_CONTENDERS if c.key == key)
     probe, facts, prior_kl = _run(contender, world, settings, tmp_path)
-    assert probe.observed == [64, 128]  # after the 8th and 16th optimizer steps
-    assert probe.observed[-1] == len(scored) == facts["completions"] == 128
+    assert probe.observed == [128, 256]  # after the 8th and 16th optimizer steps
+    assert probe.observed[-1] == len(scored) == facts["completions"] == 256
     assert facts["optimizer_steps"] == 16 and facts["beta"] == settings.kl_beta
     assert all(len(ids) == world.completion_length for ids in scored)
     assert not any(t in world.special_token_ids for ids in scored for t in ids)
-    assert [p.completions for p in probe.points] == [0, 64, 128]
+    assert [p.completions for p in probe.points] == [0, 128, 256]
     assert probe.points[0].kl_to_target == pytest.approx(prior_kl, abs=1e-9)
 
 
