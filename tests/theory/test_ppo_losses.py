@@ -86,6 +86,7 @@ def test_clipped_value_loss_and_grad_equal_autograd():
     values[:10] = old[:10]  # V − V_old = 0: the two branches are the same number
     values[10] = old[10] + 0.25  # on the bound
     returns = torch.randn(200, generator=g, dtype=torch.float64)
+    old[11], values[11], returns[11] = 0.0, 1.0, 0.625  # a tie with the clipped branch's clamp closed: ½ of 0.75
     mask = torch.rand(200, generator=g) < 0.7
     for clip in (None, 0.25):
         for m in (None, mask):
