@@ -2,9 +2,10 @@
 
 All reward and loss math comes from :mod:`rpg`: :func:`rpg.reward.residual_reward` (eq. 8),
 :func:`rpg.advantage.env_gae`, :func:`rpg.ppo.clipped_policy_loss` / ``clipped_value_loss``
-(eq. 6-7). What is local here is the bookkeeping: which task reward a variant trains on,
-minibatching, the entropy term of End/Repeat-Entropy PPO, gradient clipping, the adaptive
-learning rate, and the critic warm-up of customization (actor frozen).
+(eq. 6-7) and their gradients (``clipped_policy_loss_and_grad`` / ``clipped_value_loss_and_grad``).
+What is local here is the bookkeeping: which task reward a variant trains on, minibatching, the
+entropy term of End/Repeat-Entropy PPO, gradient clipping, the adaptive learning rate, and the
+critic warm-up of customization (actor frozen).
 """
 
 from __future__ import annotations
@@ -88,8 +89,9 @@ def ppo_update(
     The math is that of the frozen reference ``tests/control/legacy_ppo_update.py`` (same permutations, same
     minibatches, same losses and clipping); the work per minibatch is smaller: every per-sample
     tensor sits in one table gathered once per epoch (a minibatch is a contiguous slice of it),
-    the networks run through :func:`rpg_control.actor_critic.mlp_forward`, the gradient norm is
-    one sum of dot products and statistics are read once per update.
+    the loss's gradient is written out (:func:`_minibatch_gradient`: no autograd graph; autograd
+    through :func:`_minibatch_loss` only for networks that are not ``mlp()`` stacks), the gradient
+    norm is one ``_foreach_norm`` and statistics are read once per update.
     """
     advantages, returns = rollout.advantages(config.gamma, config.gae_lambda)
     table, obs_dim = _sample_table(rollout, advantages, returns)
