@@ -73,7 +73,7 @@ def _mlp_layers(net: nn.Module) -> tuple[str, list[nn.Linear], int] | None:
     return (names.pop() if names else "tanh"), linears, max((m.out_features for m in linears[:-1]), default=0)
 
 
-def _forward(activation: str, x: torch.Tensor, params: tuple[torch.Tensor, ...]) -> list[torch.Tensor]:
+def mlp_forward_layers(activation: str, x: torch.Tensor, params: tuple[torch.Tensor, ...]) -> list[torch.Tensor]:
     """Every layer's output [h1, …, out]: addmm (bias in the GEMM) then the activation in place."""
     outputs, h, last = [], x, len(params) - 2
     for i in range(0, len(params), 2):
@@ -84,13 +84,46 @@ def _forward(activation: str, x: torch.Tensor, params: tuple[torch.Tensor, ...])
     return outputs
 
 
+def mlp_backward(
+    activation: str,
+    x: torch.Tensor,
+    params: tuple[torch.Tensor, ...],
+    outputs: list[torch.Tensor],
+    grad: torch.Tensor,
+    needs: tuple[bool, ...] | None = None,
+) -> tuple[list[torch.Tensor | None], torch.Tensor | None]:
+    """The chain rule of an MLP written out: from d loss / d output and the layer outputs of
+    :func:`mlp_forward_layers`, (gradients of ``params`` in their order, d loss / d x).
+
+    Per layer dW = gᵀh, db = Σg, dh = gW, then the activation's backward on its saved output.
+    ``needs`` (one flag for x, then one per parameter; default: every parameter, not x) skips
+    what needs no gradient."""
+    layers = len(params) // 2
+    needs = needs or (False,) + (True,) * len(params)
+    inputs = (x, *outputs[:-1])
+    grads: list[torch.Tensor | None] = [None] * len(params)
+    grad_x = None
+    for layer in range(layers - 1, -1, -1):
+        weight = params[2 * layer]
+        if needs[1 + 2 * layer]:  # gᵀh; for a narrow input (the observation) (hᵀg)ᵀ is the faster GEMM
+            h = inputs[layer]
+            grads[2 * layer] = h.t().mm(grad).t() if h.shape[1] < 64 else grad.t().mm(h)
+        if needs[2 + 2 * layer]:
+            grads[2 * layer + 1] = grad.sum(0)
+        if layer > 0:
+            grad = _activation_backward(activation, grad.mm(weight), inputs[layer])
+        elif needs[0]:
+            grad_x = grad.mm(weight)
+    return grads, grad_x
+
+
 class _MLPFunction(torch.autograd.Function):
-    """One autograd node for a whole MLP: forward saves each layer's output, backward is the
-    chain rule written out (dW = gᵀh, db = Σg, dh = gW), skipping what needs no gradient."""
+    """One autograd node for a whole MLP: forward saves each layer's output, backward is
+    :func:`mlp_backward`, skipping what needs no gradient."""
 
     @staticmethod
     def forward(ctx, activation: str, x: torch.Tensor, *params: torch.Tensor) -> torch.Tensor:
-        outputs = _forward(activation, x, params)
+        outputs = mlp_forward_layers(activation, x, params)
         ctx.activation = activation
         ctx.save_for_backward(x, *params, *outputs[:-1])
         return outputs[-1]
@@ -100,22 +133,20 @@ class _MLPFunction(torch.autograd.Function):
         saved = ctx.saved_tensors
         layers = len(saved) // 3  # x, 2·layers params, layers − 1 hidden outputs
         x, params, hidden = saved[0], saved[1 : 1 + 2 * layers], saved[1 + 2 * layers :]
-        inputs = (x, *hidden)
-        needs = ctx.needs_input_grad  # (activation, x, W1, b1, …)
-        grads: list[torch.Tensor | None] = [None] * len(params)
-        grad_x = None
-        for layer in range(layers - 1, -1, -1):
-            weight = params[2 * layer]
-            if needs[2 + 2 * layer]:  # gᵀh; for a narrow input (the observation) (hᵀg)ᵀ is the faster GEMM
-                h = inputs[layer]
-                grads[2 * layer] = h.t().mm(grad).t() if h.shape[1] < 64 else grad.t().mm(h)
-            if needs[3 + 2 * layer]:
-                grads[2 * layer + 1] = grad.sum(0)
-            if layer > 0:
-                grad = _activation_backward(ctx.activation, grad.mm(weight), hidden[layer - 1])
-            elif needs[1]:
-                grad_x = grad.mm(weight)
+        outputs = [*hidden, grad]  # the output itself is not needed, only its place in the list
+        grads, grad_x = mlp_backward(ctx.activation, x, params, outputs, grad, ctx.needs_input_grad[1:])
         return None, grad_x, *grads
+
+
+def mlp_parameters(net: nn.Module) -> tuple[str, tuple[torch.Tensor, ...]] | None:
+    """(activation, (W1, b1, …, Wn, bn)) of an ``mlp()`` stack, else None: what
+    :func:`mlp_forward_layers` and :func:`mlp_backward` take."""
+    spec = net.__dict__.get("_rpg_mlp_layers")
+    if spec is None:  # analyse the stack once (its modules are never swapped after mlp() builds it)
+        spec = net.__dict__["_rpg_mlp_layers"] = _mlp_layers(net) or ()
+    if not spec:
+        return None
+    return spec[0], tuple(t for linear in spec[1] for t in (linear.weight, linear.bias))
 
 
 def mlp_forward(net: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
@@ -140,7 +171,7 @@ def mlp_forward(net: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
     if torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in params)):
         out = _MLPFunction.apply(activation, flat, *params)
     else:
-        out = _forward(activation, flat, params)[-1]
+        out = mlp_forward_layers(activation, flat, params)[-1]
     return out if x.dim() == 2 else out.reshape(*x.shape[:-1], out.shape[-1])
 
 
@@ -178,19 +209,49 @@ class GaussianActor(nn.Module):
         else:
             raise ValueError(f"unknown std_type {std_type!r}")
 
+    LOG_STD_RANGE = (-20.0, 2.0)  # the clamp of a state-dependent log σ
+
     def distribution_params(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(mean, log_std), both [..., act_dim]."""
-        out = mlp_forward(self.mean_net, obs)
+        return self.params_from_output(mlp_forward(self.mean_net, obs))
+
+    def params_from_output(self, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean, log_std) from the output of ``mean_net``."""
         if self.std_type == "global":
             return out, self.log_std.expand_as(out)
         mean, log_std = out.split(self.act_dim, dim=-1)
-        return mean, log_std.clamp(-20.0, 2.0)
+        return mean, log_std.clamp(*self.LOG_STD_RANGE)
+
+    def output_grad(self, out: torch.Tensor, d_mean: torch.Tensor, d_log_std: torch.Tensor) -> torch.Tensor:
+        """The backward of :meth:`params_from_output` ([B, ·] rows): d loss / d ``mean_net``'s output
+        from d loss / d mean and d loss / d log_std. A global log σ is expanded over the rows, so its
+        gradient (stored in ``log_std.grad``) is the sum over them; a state-dependent one passes the
+        clamp where it lies in the closed range (as autograd's ``clamp``)."""
+        if self.std_type == "global":
+            if self.log_std.requires_grad:
+                self.log_std.grad = d_log_std.sum(0)
+            return d_mean
+        low, high = self.LOG_STD_RANGE
+        raw = out[:, self.act_dim :]
+        return torch.cat([d_mean, d_log_std * ((raw >= low) & (raw <= high))], dim=-1)
 
     @staticmethod
     def log_prob(actions: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
         """log N(a; μ, σ²) summed over action dims (a density: the paper's log π for Gaussians)."""
         z = (actions - mean) * torch.exp(-log_std)
         return (-0.5 * z.pow(2) - log_std - _HALF_LOG_2PI).sum(-1)
+
+    @staticmethod
+    def log_prob_and_grads(
+        actions: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:meth:`log_prob` and its derivatives per action dim, without autograd: with
+        z = (a − μ)·e^(−log σ), d log N / dμ = z·e^(−log σ) and d log N / d log σ = z² − 1."""
+        inv_std = torch.exp(-log_std)
+        z = (actions - mean) * inv_std
+        z_squared = z.pow(2)
+        logprob = (-0.5 * z_squared - log_std - _HALF_LOG_2PI).sum(-1)
+        return logprob, z * inv_std, z_squared - 1.0
 
     @staticmethod
     def entropy(log_std: torch.Tensor) -> torch.Tensor:

@@ -2,9 +2,10 @@
 
 All reward and loss math comes from :mod:`rpg`: :func:`rpg.reward.residual_reward` (eq. 8),
 :func:`rpg.advantage.env_gae`, :func:`rpg.ppo.clipped_policy_loss` / ``clipped_value_loss``
-(eq. 6-7). What is local here is the bookkeeping: which task reward a variant trains on,
-minibatching, the entropy term of End/Repeat-Entropy PPO, gradient clipping, the adaptive
-learning rate, and the critic warm-up of customization (actor frozen).
+(eq. 6-7) and their gradients (``clipped_policy_loss_and_grad`` / ``clipped_value_loss_and_grad``).
+What is local here is the bookkeeping: which task reward a variant trains on, minibatching, the
+entropy term of End/Repeat-Entropy PPO, gradient clipping, the adaptive learning rate, and the
+critic warm-up of customization (actor frozen).
 """
 
 from __future__ import annotations
@@ -14,9 +15,14 @@ from dataclasses import dataclass
 import torch
 
 from rpg.advantage import env_gae, whiten
-from rpg.ppo import clipped_policy_loss, clipped_value_loss
+from rpg.ppo import (
+    clipped_policy_loss,
+    clipped_policy_loss_and_grad,
+    clipped_value_loss,
+    clipped_value_loss_and_grad,
+)
 from rpg.reward import RewardCoefficients, residual_reward
-from rpg_control.actor_critic import ActorCritic, GaussianActor
+from rpg_control.actor_critic import ActorCritic, GaussianActor, mlp_backward, mlp_forward_layers, mlp_parameters
 
 
 def task_reward(kind: str, basic: torch.Tensor, addon: torch.Tensor) -> torch.Tensor:
@@ -83,25 +89,32 @@ def ppo_update(
     The math is that of the frozen reference ``tests/control/legacy_ppo_update.py`` (same permutations, same
     minibatches, same losses and clipping); the work per minibatch is smaller: every per-sample
     tensor sits in one table gathered once per epoch (a minibatch is a contiguous slice of it),
-    the networks run through :func:`rpg_control.actor_critic.mlp_forward`, the gradient norm is
-    one sum of dot products and statistics are read once per update.
+    the loss's gradient is written out (:func:`_minibatch_gradient`: no autograd graph; autograd
+    through :func:`_minibatch_loss` only for networks that are not ``mlp()`` stacks), the gradient
+    norm is one ``_foreach_norm`` and statistics are read once per update.
     """
     advantages, returns = rollout.advantages(config.gamma, config.gae_lambda)
     table, obs_dim = _sample_table(rollout, advantages, returns)
     parameters = [p for p in model.parameters() if p.requires_grad]
     adaptive = update_actor and config.lr_schedule == "adaptive"
+    nets = _mlp_stacks(model)
     stats: list[torch.Tensor] = []
     for _ in range(config.num_epochs):
         order = torch.randperm(table.shape[0], generator=generator)
         shuffled = table.index_select(0, order)
         for minibatch in shuffled.tensor_split(config.num_minibatches):  # sizes differ by at most 1
-            loss, policy_kl, stat = _minibatch_loss(model, minibatch, obs_dim, config, entropy_coef, update_actor)
+            for p in parameters:  # optimizer.zero_grad(set_to_none=True) without its profiling wrapper
+                p.grad = None
+            if nets is not None:  # the loss's gradient written out, no autograd graph
+                policy_kl, stat = _minibatch_gradient(
+                    model, nets, minibatch, obs_dim, config, entropy_coef, update_actor
+                )
+            else:
+                loss, policy_kl, stat = _minibatch_loss(model, minibatch, obs_dim, config, entropy_coef, update_actor)
+                loss.backward()
             if adaptive:
                 _adapt_learning_rate(optimizer, policy_kl.item(), config)
             stats.append(stat)
-            for p in parameters:  # optimizer.zero_grad(set_to_none=True) without its profiling wrapper
-                p.grad = None
-            loss.backward()
             clip_grad_norm(parameters, config.max_grad_norm)
             optimizer.step()
     return _mean_statistics(stats, update_actor, advantages, returns)
@@ -144,6 +157,61 @@ def _minibatch_loss(
     loss = loss + policy.loss - entropy_coef * entropy
     detached = [policy.loss.detach(), value_loss.detach(), entropy.detach(), policy.approx_kl, policy.clip_fraction]
     return loss, policy.approx_kl, torch.stack(detached)
+
+
+def _mlp_stacks(model: ActorCritic):
+    """(actor, critic) as (activation, parameters) when both are ``mlp()`` stacks (the gradient can
+    then be written out), else None."""
+    actor, critic = mlp_parameters(model.actor.mean_net), mlp_parameters(model.critic.net)
+    return None if actor is None or critic is None else (actor, critic)
+
+
+def _set_grads(params: tuple[torch.Tensor, ...], grads: list[torch.Tensor | None]) -> None:
+    for p, g in zip(params, grads):
+        if p.requires_grad:
+            p.grad = g if g.stride() == p.stride() else g.contiguous()  # the layout Adam and autograd use
+
+
+def _minibatch_gradient(
+    model: ActorCritic, nets, minibatch: torch.Tensor, obs_dim: int, config, entropy_coef: float, update_actor: bool
+) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """The gradient of :func:`_minibatch_loss`'s loss, written out without autograd: stored in the
+    ``.grad`` of every parameter the loss reaches; returns the approximate KL (None in the critic
+    warm-up) and the detached statistics, as ``_minibatch_loss`` does.
+
+    loss = c_V·L_V + L_clip − c_H·H (eq. 6-7): d/dV from :func:`rpg.ppo.clipped_value_loss_and_grad`;
+    d/d log π from :func:`rpg.ppo.clipped_policy_loss_and_grad`, through the Gaussian log-density
+    (:meth:`GaussianActor.log_prob_and_grads`) to μ and log σ; the entropy H = mean Σ_k log σ + const
+    adds −c_H/B to each d/d log σ; then back through each MLP (:func:`mlp_backward`).
+    """
+    (actor_activation, actor_params), (critic_activation, critic_params) = nets
+    a0 = minibatch.shape[1] - 4  # column of the old log-prob; old value, advantage, return follow
+    obs = minibatch[:, :obs_dim]
+    with torch.no_grad():
+        critic_out = mlp_forward_layers(critic_activation, obs, critic_params)
+        value_loss, d_values = clipped_value_loss_and_grad(
+            critic_out[-1].squeeze(-1), minibatch[:, a0 + 1], minibatch[:, a0 + 3], config.value_clip_range
+        )
+        d_out = (config.value_coef * d_values).unsqueeze(-1)
+        _set_grads(critic_params, mlp_backward(critic_activation, obs, critic_params, critic_out, d_out)[0])
+        if not update_actor:
+            return None, value_loss
+        actor_out = mlp_forward_layers(actor_activation, obs, actor_params)
+        mean, log_std = model.actor.params_from_output(actor_out[-1])
+        logprobs, d_mean, d_log_std = GaussianActor.log_prob_and_grads(minibatch[:, obs_dim:a0], mean, log_std)
+        minibatch_advantages = minibatch[:, a0 + 2]
+        if config.normalize_advantage:
+            minibatch_advantages = whiten(minibatch_advantages)
+        policy, d_logprobs = clipped_policy_loss_and_grad(
+            logprobs, minibatch[:, a0], minibatch_advantages, config.clip_range
+        )
+        entropy = GaussianActor.entropy(log_std).mean()
+        d_logprobs = d_logprobs.unsqueeze(-1)
+        d_log_std = d_logprobs * d_log_std - entropy_coef / log_std.shape[0]
+        d_out = model.actor.output_grad(actor_out[-1], d_logprobs * d_mean, d_log_std)
+        _set_grads(actor_params, mlp_backward(actor_activation, obs, actor_params, actor_out, d_out)[0])
+    stat = torch.stack([policy.loss, value_loss, entropy, policy.approx_kl, policy.clip_fraction])
+    return policy.approx_kl, stat
 
 
 def _mean_statistics(

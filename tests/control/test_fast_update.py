@@ -11,7 +11,17 @@ import torch
 pytest.importorskip("mujoco")
 
 from rpg_control.actor_critic import ActorCritic, GaussianActor, _MLPFunction, mlp, mlp_forward  # noqa: E402
-from rpg_control.algorithm import FusedAdam, Rollout, make_optimizer, ppo_update, rpg_step_reward  # noqa: E402
+from rpg_control.algorithm import (  # noqa: E402
+    FusedAdam,
+    Rollout,
+    _minibatch_gradient,
+    _minibatch_loss,
+    _mlp_stacks,
+    _sample_table,
+    make_optimizer,
+    ppo_update,
+    rpg_step_reward,
+)
 from rpg_control.config import load_config  # noqa: E402
 
 from .legacy_ppo_update import (  # noqa: E402
@@ -90,6 +100,58 @@ def test_fast_update_equals_legacy(env, overrides, update_actor):
         start = ActorCritic.from_config(config, obs_dim, act_dim)
         for a, b in zip(start.actor.parameters(), fast_model.actor.parameters()):
             assert torch.equal(a, b)
+
+
+GRADIENT_CASES = [
+    ("halfcheetah", {}),  # tanh, global std, entropy bonus
+    ("hopper", {"value_clip_range": 0.05}),  # relu, both branches of the value clip
+    ("hopper", {"std_type": "state", "activation": "elu", "normalize_advantage": False}),
+    ("ant", {"std_type": "state", "clip_range": 0.02}),  # a state std that leaves the clamp's range
+]
+
+
+@pytest.mark.parametrize("env,overrides", GRADIENT_CASES)
+@pytest.mark.parametrize("update_actor", [True, False])
+def test_written_out_gradient_equals_autograd(env, overrides, update_actor):
+    """The minibatch gradient written out (``_minibatch_gradient``) against autograd through the
+    loss it differentiates (``_minibatch_loss``), in float64: every parameter's gradient, the KL and
+    the statistics; parameters the loss does not reach get no gradient."""
+    config = load_config(env, "soft", {"num_envs": 4, "steps_per_env": 16, **overrides})
+    obs_dim, act_dim = {"halfcheetah": (17, 6), "hopper": (11, 3), "ant": (27, 8)}[env]
+    torch.manual_seed(2)
+    model = ActorCritic.from_config(config, obs_dim, act_dim)
+    if config.std_type == "state":  # some log σ beyond the clamp's upper bound 2
+        with torch.no_grad():
+            model.actor.mean_net[-1].bias[act_dim:] = 1.99
+            model.actor.mean_net[-1].weight[act_dim:] *= 10.0
+    rollout, entropy_coef = _rollout(model, config, obs_dim)
+    model.double()
+    advantages, returns = rollout.advantages(config.gamma, config.gae_lambda)
+    table, _ = _sample_table(rollout, advantages, returns)
+    minibatch = table.double()[torch.randperm(table.shape[0], generator=torch.Generator().manual_seed(0))[:40]]
+    entropy_coef = entropy_coef or 0.01
+    minibatch[:7, obs_dim + act_dim] += 0.5  # old log-probs moved: ratios outside [1 − ε, 1 + ε] on both sides
+    minibatch[7:14, obs_dim + act_dim] -= 0.5
+    loss, kl, stat = _minibatch_loss(model, minibatch, obs_dim, config, entropy_coef, update_actor)
+    names = [n for n, _ in model.named_parameters()]
+    expected = dict(zip(names, torch.autograd.grad(loss, list(model.parameters()), allow_unused=True)))
+    got_kl, got_stat = _minibatch_gradient(
+        model, _mlp_stacks(model), minibatch, obs_dim, config, entropy_coef, update_actor
+    )
+    torch.testing.assert_close(got_stat, stat.detach(), rtol=1e-12, atol=1e-14)
+    assert (got_kl is None) == (kl is None) and (kl is None or torch.allclose(got_kl, kl, rtol=1e-12))
+    if update_actor:
+        assert 0 < stat[4] < 1  # some ratios clipped, some not
+    for name, p in model.named_parameters():
+        if expected[name] is None:
+            assert p.grad is None, name
+        else:
+            torch.testing.assert_close(
+                p.grad, expected[name], rtol=1e-10, atol=1e-13, msg=lambda m, n=name: f"{n}: {m}"
+            )
+    if config.std_type == "state" and update_actor:
+        raw = model.actor.mean_net(minibatch[:, :obs_dim])[:, act_dim:]
+        assert (raw > 2.0).any() and (raw < 2.0).any()  # the clamp's backward is exercised
 
 
 @pytest.mark.parametrize("activation", ["tanh", "relu", "elu"])

@@ -37,13 +37,14 @@ CHECKPOINT_KEYS = (
 
 # First written by the code of commit b78b1b1 (before the split of train() into run_state / rollout / storage /
 # train_log), which the split reproduced bit for bit; regenerated for the faster PPO update (fused Adam, one
-# autograd node per tanh MLP: equal to the old update within 1e-7, not bit for bit), on this software and CPU,
-# one torch thread (the test suite's setting). A deliberate change of the numerics changes it: regenerate it
-# with `python tests/control/test_layout.py`.
+# autograd node per tanh MLP: equal to the old update within 1e-7, not bit for bit) and again for the gradient
+# written out without autograd (issue 15; equal to the legacy update within the same tolerance, checked by
+# tests/control/test_fast_update.py first), on this software and CPU, one torch thread (the test suite's
+# setting). A deliberate change of the numerics changes it: regenerate it with `python tests/control/test_layout.py`.
 PINNED = {
     "environment": "torch 2.13.0+cpu, mujoco 4.0.0, x86_64 AVX2",
-    "soft+resume": "1c1dc5e3aabe87f909979ef050fa481cb4f3c26118d5e7fcdf5a2b75a9eb1795",
-    "residual": "faf0737db79e2cc34854b1d11ce3dd9ee1f34f8c73b7e501b7010b154393bf96",
+    "soft+resume": "59ce863a337257c22d1ff6a0e25e75cb58d645dbc31eacef45e24f1cd154b2d5",
+    "residual": "dd5683d1ef1c464f40f8738404ac6844d5b7d89f0f40e18487759575e90f0bb8",
 }
 
 
