@@ -158,7 +158,7 @@ def _contender_finding(row: dict) -> str:
         verdict = f"reaches its target ({kl} ≤ {REACHED_NATS}; {first})"
     else:
         verdict = (
-            f"does not reach it in this budget ({kl} > {REACHED_NATS}; {s['kl_at_half_budget']:.3f} at half the budget)"
+            f"does not reach its target in this budget ({kl} > {REACHED_NATS}; {s['kl_at_half_budget']:.3f} at half the budget)"
         )
     if s["previous_kl_mean"] is None:
         trend = "one curve point only"
