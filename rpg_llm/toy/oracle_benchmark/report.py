@@ -157,9 +157,8 @@ def _contender_finding(row: dict) -> str:
         first = f"first within {REACHED_NATS} at {s['completions_to_reach']:,} completions"
         verdict = f"reaches its target ({kl} ≤ {REACHED_NATS}; {first})"
     else:
-        verdict = (
-            f"does not reach its target in this budget ({kl} > {REACHED_NATS}; {s['kl_at_half_budget']:.3f} at half the budget)"
-        )
+        half = f"{s['kl_at_half_budget']:.3f} at half the budget"
+        verdict = f"does not reach its target in this budget ({kl} > {REACHED_NATS}; {half})"
     if s["previous_kl_mean"] is None:
         trend = "one curve point only"
     elif s["final_kl_mean"] < s["previous_kl_mean"]:
