@@ -77,8 +77,13 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     world = ToyWorld.build(ToyWorldArguments().world_config())  # once, before any worker starts
     folder = run_folder(args.runs_dir, settings, world)
+    failed = None
     if not args.report_only:
-        run_benchmark(keys, args.seeds, settings, world, args.runs_dir, jobs=args.jobs)
+        try:
+            run_benchmark(keys, args.seeds, settings, world, args.runs_dir, jobs=args.jobs)
+        except RuntimeError as error:  # some runs failed: the others are cached and still reported
+            failed = error
+            print(f"error: {error}", file=sys.stderr)
     runs, missing = load_results(folder, keys, args.seeds)
     if not runs:
         print(f"error: no finished runs under {folder} for these contenders and seeds", file=sys.stderr)
@@ -89,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     paths = write_report(collect(runs, settings, world, missing), args.results_dir, facts)
     print("wrote " + ", ".join(str(p) for p in paths))
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

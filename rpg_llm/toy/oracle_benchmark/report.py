@@ -277,7 +277,7 @@ def write_report(results: dict, results_dir: str | Path, facts: dict) -> tuple[P
     payload = {
         "provenance": facts,
         **results,
-        "table": [{k: v for k, v in row.items()} for row in rows] + target_rows(results),
+        "table": rows + target_rows(results),
         "findings": findings(results),
     }
     md_path, json_path = write_result_files(results_dir, NAME, markdown(results, facts), payload)
