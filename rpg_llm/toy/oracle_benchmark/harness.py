@@ -78,9 +78,9 @@ def run_one(spec: RunSpec) -> str:
     probe = OracleProbe(world, spec.settings, omega_prime, alpha_hat, spec.seed)
     path = Path(spec.path)
     work = path.parent / f".work-seed{spec.seed}"  # the trainer's output_dir; removed once the result is saved
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     facts = contender.run(world, spec.settings, spec.seed, probe, work)
-    wall = time.perf_counter() - started
+    wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     if not probe.points:
         raise RuntimeError(f"{spec.key} seed {spec.seed}: the contender never reported to the probe")
     result = {
@@ -95,6 +95,7 @@ def run_one(spec: RunSpec) -> str:
         "curve": [point.as_dict() for point in probe.points],
         "train_seconds": probe.points[-1].seconds,
         "wall_seconds_with_evaluation": wall,
+        "cpu_seconds_with_evaluation": cpu,  # this process's CPU time: less sensitive to a busy machine than wall
         "facts": facts,
     }
     write_json_atomic(path, result)
