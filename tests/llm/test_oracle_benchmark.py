@@ -6,6 +6,7 @@ in-process executor and a fake contender for the cache); the slow test runs two 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from concurrent.futures import Future
@@ -102,6 +103,26 @@ def test_restrict_to_content_gives_the_log_probs_of_suppress_tokens():
     assert torch.equal(torch.log_softmax(hooked, dim=-1), expected)
     assert torch.log_softmax(hooked, -1)[..., special].exp().max() == 0  # no mass on <pad> / <eos>
     assert torch.equal(after, raw)  # remove() restores the raw model
+
+
+# ---------------------------------------------------------------- rpg's contenders
+def test_rpg_contenders_are_residual_and_kl_with_ppo_rloo_grpo():
+    from rpg_llm.toy.oracle_benchmark.rpg_contenders import CONTENDERS
+
+    families = {c.key: c.family for c in CONTENDERS}
+    assert families == {
+        f"rpg_{kind}_{family}": family for kind in ("ppo", "rloo", "grpo") for family in ("residual", "kl")
+    }
+    settings = BenchmarkSettings()
+    assert {c.target(settings) for c in CONTENDERS} == {(0.5, 0.5), (0.5, 0.25)}
+
+
+def test_rpg_contenders_use_the_toy_jobs_ppo_settings():
+    from rpg_llm.ppo.cli import _parse
+    from rpg_llm.toy.ppo_job import default_ppo_config
+
+    parsed, shared = _parse([])[2], default_ppo_config()  # what `rpg ppo` with no model trains with
+    assert dataclasses.asdict(shared) == dataclasses.asdict(parsed) and shared.local_batch_size == 128
 
 
 # ---------------------------------------------------------------- report from a synthetic results dict
