@@ -27,6 +27,8 @@ __all__ = [
     "ToyExperimentArguments",
     "METHODS",
     "method_coefficients",
+    "default_ppo_config",
+    "method_config",
     "run_toy_comparison",
     "print_results",
     "write_results",
@@ -161,16 +163,31 @@ def run_toy_comparison(
     }
 
 
-def _method_args(ppo_args, experiment, name, omega_prime, alpha_hat, world: ToyWorld) -> ResidualPPOConfig:
-    """The shared PPO settings with this method's (ω', α̂) and estimator, ``<pad>`` / ``<eos>`` suppressed.
+def default_ppo_config(**overrides) -> ResidualPPOConfig:
+    """The embedded default job's PPO settings (``rpg_llm.ppo.cli.TOY_DEFAULTS``, the values of
+    ``recipes/configs/residual_ppo_toy.yaml``) with ``overrides``: one source for every toy-world PPO run."""
+    from rpg_llm.ppo.cli import TOY_DEFAULTS
 
-    RLOO / GRPO rows roll out as many completions per iteration as PPO's (``group_num_generations`` per
-    prompt) and take TRL's defaults for their estimator: no advantage whitening.
+    return ResidualPPOConfig(**{**TOY_DEFAULTS, **overrides})
+
+
+def method_config(
+    ppo_args: ResidualPPOConfig,
+    omega_prime: float,
+    alpha_hat: float,
+    estimator: str,
+    num_generations: int,
+    world: ToyWorld,
+    output_dir: str | Path,
+) -> ResidualPPOConfig:
+    """The shared PPO settings with one method's (ω', α̂) and estimator, ``<pad>`` / ``<eos>`` suppressed.
+
+    RLOO / GRPO roll out as many completions per iteration as PPO's (``num_generations`` per prompt) and
+    take TRL's defaults for their estimator: no advantage whitening.
     """
-    estimator = METHODS[name][2]
     group = {}
     if estimator != "gae":
-        group = dict(num_generations=experiment.group_num_generations, whiten_advantages=False)
+        group = dict(num_generations=num_generations, whiten_advantages=False)
     return dataclasses.replace(
         ppo_args,
         omega_prime=omega_prime,
@@ -178,9 +195,18 @@ def _method_args(ppo_args, experiment, name, omega_prime, alpha_hat, world: ToyW
         kl_coef=None,
         response_length=world.completion_length,
         suppress_token_ids=world.special_token_ids,  # one support: the targets' content-only completions
-        output_dir=str(Path(ppo_args.output_dir) / name),
+        output_dir=str(output_dir),
         advantage_estimator=estimator,
         **group,
+    )
+
+
+def _method_args(ppo_args, experiment, name, omega_prime, alpha_hat, world: ToyWorld) -> ResidualPPOConfig:
+    """:func:`method_config` of the toy job's method ``name`` (RLOO / GRPO: ``group_num_generations``)."""
+    estimator = METHODS[name][2]
+    output_dir = Path(ppo_args.output_dir) / name
+    return method_config(
+        ppo_args, omega_prime, alpha_hat, estimator, experiment.group_num_generations, world, output_dir
     )
 
 
