@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rpg_llm.toy.oracle_benchmark.contract import BenchmarkSettings, OracleProbe
+from rpg_llm.toy.oracle_benchmark.contract import BenchmarkSettings, OracleProbe, restrict_to_content
 from rpg_llm.toy.oracle_benchmark.preference_contenders import CONTENDERS as PREFERENCE_CONTENDERS
 from rpg_llm.toy.oracle_benchmark.preference_contenders import (
     PAIRS_PER_STEP,
@@ -14,7 +14,7 @@ from rpg_llm.toy.oracle_benchmark.preference_contenders import (
     preference_coefficients,
 )
 from rpg_llm.toy.oracle_benchmark.trl_contenders import CONTENDERS as TRL_CONTENDERS
-from rpg_llm.toy.oracle_benchmark.trl_contenders import build_trl_trainer, restrict_head_to_content, trl_schedule
+from rpg_llm.toy.oracle_benchmark.trl_contenders import build_trl_trainer, trl_schedule
 
 TINY = BenchmarkSettings(completions=64, evaluations=2)
 
@@ -83,8 +83,8 @@ def test_contenders_name_their_families():
 
 # ------------------------------------------------------------------ one support
 def test_head_restriction_reaches_the_fused_lm_head(toy_world):
-    """TRL's fused LM head bypasses forward hooks: restrict_to_content alone leaves its log-probs raw;
-    the bias of restrict_head_to_content makes them the content-only law."""
+    """TRL's fused LM head reads lm_head.weight / .bias itself (no forward, no hooks): the bias of
+    restrict_to_content makes its log-probs the content-only law."""
     from trl.trainer.utils import add_fused_lm_head
 
     world = toy_world()
@@ -94,7 +94,7 @@ def test_head_restriction_reaches_the_fused_lm_head(toy_world):
     add_fused_lm_head(model)
     raw = model(input_ids=ids, labels=ids, fused_lm_head=True).log_probs.detach()
     assert (raw - expected).abs().max() > 1e-3  # the raw prior gives <pad>/<eos> some mass
-    restrict_head_to_content(model, world.special_token_ids)
+    restrict_to_content(model, world.special_token_ids)
     fused = model(input_ids=ids, labels=ids, fused_lm_head=True).log_probs.detach()
     torch.testing.assert_close(fused, expected, atol=1e-5, rtol=0)
     probs = torch.softmax(model(input_ids=ids).logits, -1)  # the generate / probe path

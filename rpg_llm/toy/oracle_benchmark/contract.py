@@ -9,8 +9,8 @@ only: it stops while the probe evaluates.
 
 One support for every contender: ``<pad>`` / ``<eos>`` are never sampled and carry no probability.
 rpg's trainer does this itself (``suppress_token_ids``); for other trainers
-:func:`restrict_to_content` makes the model's own logits do it, so their sampling, their log-probs
-and the evaluation all see the same content-only law the exact targets are defined on.
+:func:`restrict_to_content` makes the model's own output layer do it (a fixed bias), so their sampling,
+their log-probs and the evaluation all see the same content-only law the exact targets are defined on.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import torch
 
 from rpg_llm.toy.world import ToyWorld
 
-__all__ = ["BenchmarkSettings", "CurvePoint", "OracleProbe", "Contender", "restrict_to_content"]
+__all__ = ["BenchmarkSettings", "CurvePoint", "OracleProbe", "Contender", "ContentRestriction", "restrict_to_content"]
 
 
 @dataclass(frozen=True)
@@ -162,19 +162,36 @@ class Contender:
         return settings.kl_target if self.family == "kl" else settings.residual_target
 
 
-def restrict_to_content(model, special_token_ids: list[int]):
-    """Make ``model``'s logits give ``special_token_ids`` probability 0 (lowest finite logit), in place.
+class ContentRestriction:
+    """Undoes :func:`restrict_to_content` (``remove()``), like a hook handle."""
 
-    A forward hook on the output embedding, so every path through the model — ``generate``, a trainer's
-    log-prob and entropy computations, the probe's evaluation — sees the law renormalized over content
-    tokens: the same as rpg's ``suppress_token_ids``. Finite, not −inf, so p·log p stays 0. Returns the
-    hook handle (``.remove()`` undoes it).
+    def __init__(self, head, had_none_bias: bool):
+        self._head, self._had_none_bias = head, had_none_bias
+
+    def remove(self) -> None:
+        del self._head._buffers["bias"]
+        if self._had_none_bias:
+            self._head.register_parameter("bias", None)
+
+
+def restrict_to_content(model, special_token_ids: list[int]) -> ContentRestriction:
+    """Give ``special_token_ids`` probability 0 in every use of ``model``'s output layer, in place.
+
+    A fixed bias on the output embedding (a non-persistent buffer: not trained, not saved) holding the
+    lowest finite float on those ids and 0 elsewhere. A bias rather than a forward hook because TRL 1.16's
+    *fused* LM head (``trl.trainer.utils.add_fused_lm_head``: GRPO, RLOO and DPO log-probs) reads
+    ``lm_head.weight`` / ``lm_head.bias`` itself and never calls the layer's forward; the bias reaches that
+    path, ``generate`` and the probe alike. The lowest float absorbs any finite ``W·h`` (its spacing is
+    ~10³¹), so those logits are exactly what rpg's ``suppress_tokens`` writes: the law is the model's
+    renormalized over content tokens, and p·log p stays 0 (finite, not −inf).
     """
-    ids = torch.as_tensor(list(special_token_ids), dtype=torch.long)
-
-    def suppress(module, inputs, logits):
-        logits = logits.clone()
-        logits[..., ids.to(logits.device)] = torch.finfo(logits.dtype).min
-        return logits
-
-    return model.get_output_embeddings().register_forward_hook(suppress)
+    head = model.get_output_embeddings()
+    if getattr(head, "bias", None) is not None:
+        raise ValueError(f"the output embedding already has a bias ({type(head).__name__}); cannot restrict it")
+    had_none_bias = "bias" in head._parameters
+    if had_none_bias:
+        del head._parameters["bias"]  # nn.Linear(bias=False) registers a None parameter under that name
+    bias = torch.zeros(head.weight.shape[0], dtype=head.weight.dtype, device=head.weight.device)
+    bias[list(special_token_ids)] = torch.finfo(bias.dtype).min
+    head.register_buffer("bias", bias, persistent=False)
+    return ContentRestriction(head, had_none_bias)

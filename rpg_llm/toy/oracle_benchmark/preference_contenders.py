@@ -11,7 +11,7 @@ The CE loss (eq. 24) has no closed-form optimum with these labels; it shares DPO
 β·log πθ/π_prior, so it is scored against DPO's target (its ``notes`` say so).
 
 One support: policy and reference are restricted to content tokens with
-:func:`~rpg_llm.toy.oracle_benchmark.trl_contenders.restrict_head_to_content` (TRL's DPO log-probs go
+:func:`~rpg_llm.toy.oracle_benchmark.contract.restrict_to_content` (TRL's DPO log-probs go
 through the same fused LM head as GRPO's), so the losses see the content-only law the targets live on.
 """
 
@@ -22,8 +22,7 @@ from pathlib import Path
 
 import torch
 
-from rpg_llm.toy.oracle_benchmark.contract import BenchmarkSettings, Contender, OracleProbe
-from rpg_llm.toy.oracle_benchmark.trl_contenders import restrict_head_to_content
+from rpg_llm.toy.oracle_benchmark.contract import BenchmarkSettings, Contender, OracleProbe, restrict_to_content
 from rpg_llm.toy.world import ToyWorld
 
 __all__ = [
@@ -78,7 +77,7 @@ def build_preference_trainer(
     pairs = sample_preference_pairs(world, num_pairs, seed=seed)
     policy, reference = world.load_prior_model(), world.load_prior_model()
     for model in (policy, reference):
-        restrict_head_to_content(model, world.special_token_ids)
+        restrict_to_content(model, world.special_token_ids)
     steps = math.ceil(num_pairs / PAIRS_PER_STEP)
     args = DecoupledDPOConfig(
         output_dir=str(Path(output_dir)),

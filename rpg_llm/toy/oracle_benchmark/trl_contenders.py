@@ -10,12 +10,9 @@ The schedule matches the toy PPO job's (recipes/configs/residual_ppo_toy.yaml): 
 generation (32 prompts × ``num_generations``), 2 mini-batches × 4 passes = 8 AdamW steps per generation
 (TRL's ``steps_per_generation=2``, ``num_iterations=4``), learning rate 1e-3 decaying linearly to 0.
 
-One support: TRL 1.16 computes training and reference log-probs with a *fused* LM head that reads
-``lm_head.weight`` / ``lm_head.bias`` directly and never calls the head's forward, so the forward hook of
-:func:`restrict_to_content` alone would reach sampling but not TRL's log-probs.
-:func:`restrict_head_to_content` adds a fixed bias (the lowest float on ``<pad>`` / ``<eos>``) to the head as
-well, so every path — ``generate``, the fused log-probs and entropies, the probe — sees the same
-content-only law.
+One support: :func:`restrict_to_content` (a fixed bias of the lowest float on ``<pad>`` / ``<eos>`` in the
+LM head) on the policy and on the reference TRL builds, so every path — ``generate``, TRL's fused log-probs
+and entropies, the probe — sees the same content-only law.
 """
 
 from __future__ import annotations
@@ -33,7 +30,6 @@ __all__ = [
     "CONTENDERS",
     "TRLSchedule",
     "trl_schedule",
-    "restrict_head_to_content",
     "build_trl_trainer",
     "run_trl_grpo",
     "run_trl_rloo",
@@ -43,24 +39,6 @@ GENERATION_BATCH = 128  # completions per generation, as the toy PPO job's 128 p
 MINI_BATCHES = 2  # optimizer steps per pass over a generation (TRL's steps_per_generation)
 PASSES = 4  # passes over each generation (TRL's num_iterations; the toy PPO job's num_ppo_epochs)
 LEARNING_RATE = 1e-3  # AdamW, linear decay to 0 over the run (the toy PPO job's)
-
-
-def restrict_head_to_content(model, special_token_ids: list[int]):
-    """:func:`restrict_to_content` plus the same restriction as a fixed bias on the output embedding.
-
-    TRL's fused LM head (``trl.trainer.utils.add_fused_lm_head``) multiplies by ``lm_head.weight`` and adds
-    ``lm_head.bias`` itself, bypassing forward hooks; a bias of the lowest float on ``special_token_ids`` gives
-    them probability exactly 0 there too (a non-persistent buffer: not trained, not saved). Returns the hook.
-    """
-    head = model.get_output_embeddings()
-    if getattr(head, "bias", None) is not None:
-        raise ValueError(f"the output embedding already has a bias ({type(head).__name__}); cannot restrict it")
-    bias = torch.zeros(head.weight.shape[0], dtype=head.weight.dtype, device=head.weight.device)
-    bias[list(special_token_ids)] = torch.finfo(bias.dtype).min
-    if "bias" in head._parameters:
-        del head._parameters["bias"]  # nn.Linear(bias=False) registers a None parameter under that name
-    head.register_buffer("bias", bias, persistent=False)
-    return restrict_to_content(model, special_token_ids)
 
 
 @dataclass(frozen=True)
@@ -164,7 +142,7 @@ def build_trl_trainer(kind: str, world: ToyWorld, settings: BenchmarkSettings, s
     )
     args = _trl_config(config_class, world, settings, seed, Path(output_dir), schedule)
     policy = world.load_prior_model()
-    restrict_head_to_content(policy, world.special_token_ids)
+    restrict_to_content(policy, world.special_token_ids)
     prompts_per_generation = schedule.generation_batch // settings.num_generations
     trainer = trainer_class(
         model=policy,
@@ -175,7 +153,7 @@ def build_trl_trainer(kind: str, world: ToyWorld, settings: BenchmarkSettings, s
         processing_class=world.tokenizer,
         callbacks=list(callbacks),
     )
-    restrict_head_to_content(trainer.ref_model, world.special_token_ids)  # TRL built it from the prior's path
+    restrict_to_content(trainer.ref_model, world.special_token_ids)  # TRL built it from the prior's path
     return trainer, schedule
 
 
