@@ -54,7 +54,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -63,6 +62,9 @@ import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+
+from rpg.utils.atomic import write_json_atomic, write_text_atomic
+from rpg.utils.provenance import provenance
 
 RESULTS = Path(__file__).parent / "results"
 # The frozen reference update (the code before the fast path) lives with its equality test.
@@ -382,25 +384,6 @@ def _in_subprocess(name: str, env: str, steps: int) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def _git_commit() -> str:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent
-        ).stdout.strip()
-    except OSError:
-        return "unknown"
-
-
-def _cpu_model() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def _median_run(runs: list[dict]) -> dict:
     """The run with the median steps/s (the lower middle one for an even count), with the median."""
     ordered = sorted(runs, key=lambda r: r["steps_per_second"])
@@ -416,21 +399,54 @@ def _paired(new: list[dict], old: list[dict]) -> float:
     return statistics.median(a["steps_per_second"] / b["steps_per_second"] for a, b in zip(new, old, strict=True))
 
 
+# The paper's protocol per env: Tables I (4 variants), II (4 customizations) and III (1 state-std variant)
+# = 9 configurations × 5 seeds × 5M env steps; Table II's priors are Table I's Soft PPO runs.
+PROTOCOL_STEPS_PER_ENV = 9 * 5 * 5_000_000
+# Stage 1 (issue 11): Soft PPO × 5 seeds on every env, and HalfCheetah's Table II (4 rows × 5 seeds).
+STAGE1_RUNS = {"halfcheetah": 25, "hopper": 5, "ant": 5}
+
+
+def protocol_cost_lines(payload: dict) -> list[str]:
+    """Training core-hours of the paper's protocol at the measured rpg-native rates (one run per core)."""
+    lines = [
+        "",
+        (
+            "What the paper's protocol costs at these rates (training only, one run per core; evaluation adds "
+            f"< 1%). Per env: {PROTOCOL_STEPS_PER_ENV / 1e6:.0f}M env steps (Tables I–III, 9 configurations × 5 seeds "
+            "× 5M); stage 1 = the Soft PPO seeds and HalfCheetah's Table II."
+        ),
+        "",
+        "| env | rpg native (median) | core-hours, whole protocol | stage-1 runs | core-hours, stage 1 |",
+        "|---|---|---|---|---|",
+    ]
+    total = stage1 = 0.0
+    for env, r in payload["results"].items():
+        rate = r["best"]["rpg native"]["steps_per_second"]
+        hours = PROTOCOL_STEPS_PER_ENV / rate / 3600
+        runs = STAGE1_RUNS.get(env, 0)
+        hours1 = runs * 5_000_000 / rate / 3600
+        total, stage1 = total + hours, stage1 + hours1
+        lines.append(f"| {env} | {rate:,.0f}/s | {hours:.1f} | {runs} | {hours1:.1f} |")
+    lines.append(f"| **measured envs** | | **{total:.1f}** | | **{stage1:.1f}** |")
+    return lines
+
+
 def markdown_summary(payload: dict) -> str:
     """The benchmark's result as a short markdown page (tables + provenance)."""
-    m = payload["machine"]
+    facts = payload["provenance"]
+    m, load, versions = facts["machine"], facts["load"], facts["versions"]
     lines = [
         "# PPO on MuJoCo: rpg_control vs Stable-Baselines3, and the fast update vs the legacy one",
         "",
-        f"Written by `benchmarks/control_throughput.py` ({payload['started_utc']}, commit `{payload['commit'][:10]}`):",
+        f"Written by `benchmarks/control_throughput.py` ({facts['started_utc']}, "
+        f"commit `{(facts['commit'] or '?')[:10]}`" + (", uncommitted changes" if facts["code_dirty"] else "") + "):",
         (
-            f"`{payload['command']}`. {m['cpu']}, {m['cpus']} cores, one torch thread per process; torch "
-            f"{payload['versions']['torch']}, mujoco {payload['versions']['mujoco']}, "
-            f"SB3 {payload['versions']['stable_baselines3']}."
+            f"`{facts['command']}`. {m['cpu']}, {m['cpus']} cores, one torch thread per process; torch "
+            f"{versions['torch']}, mujoco {versions['mujoco']}, SB3 {versions.get('stable-baselines3', '?')}."
         ),
         (
-            f"**The machine was shared** with other jobs: load average {m['load_average_before'][0]:.1f} before, "
-            f"{m['load_average_after'][0]:.1f} after (1-min), on {m['cpus']} cores. Every number is the median of "
+            f"Load average {load['load_average_before'][0]:.1f} before, {load['load_average_after'][0]:.1f} after "
+            f"(1-min) on {m['cpus']} cores (other jobs may share the machine). Every number is the median of "
             f"{payload['repeats']} runs interleaved with the others ({payload['steps_per_run']:,} env steps per "
             "training run); in brackets the median of the per-repeat ratios (each pair ran back to back). Read the "
             "ratios rather than the absolute rates."
@@ -478,6 +494,7 @@ def markdown_summary(payload: dict) -> str:
             f"| {hw['fraction_of_gemm_peak']['update legacy']:.0%} "
             f"({hw['achieved_gflops']['update legacy']:.1f} GFLOP/s) |"
         )
+    lines += protocol_cost_lines(payload)
     lines += [
         "",
         "Full runs, settings and provenance: `benchmarks/results/control_throughput.json`; what was tried: "
@@ -503,10 +520,6 @@ def main(argv: list[str] | None = None) -> int:
 
     import importlib.util
 
-    import mujoco
-    import numpy as np
-    import stable_baselines3
-    import torch
     from rich.console import Console
     from rich.table import Table
 
@@ -631,46 +644,28 @@ def main(argv: list[str] | None = None) -> int:
         )
     Console().print(limits)
 
+    command = " ".join(
+        [
+            "OMP_NUM_THREADS=1",
+            "python",
+            "benchmarks/control_throughput.py",
+            *(argv if argv is not None else sys.argv[1:]),
+        ]
+    )
+    load = {"load_average_before": load_before, "load_average_after": os.getloadavg(), "shared": True}
     payload = {
         "benchmark": "control_throughput",
-        "command": " ".join(
-            [
-                "OMP_NUM_THREADS=1",
-                Path(sys.executable).name,
-                "benchmarks/control_throughput.py",
-                *(argv if argv is not None else sys.argv[1:]),
-            ]
-        ),
-        "commit": _git_commit(),
-        "started_utc": started,
+        "provenance": provenance(command, extra={"started_utc": started, "load": load}),
         "wall_seconds": time.perf_counter() - wall,
-        "machine": {
-            "cpu": _cpu_model(),
-            "cpus": os.cpu_count(),
-            "load_average_before": load_before,
-            "load_average_after": os.getloadavg(),
-            "threads": 1,
-            "shared": True,
-        },
-        "versions": {
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "mujoco": mujoco.__version__,
-            "stable_baselines3": stable_baselines3.__version__,
-            "numpy": np.__version__,
-        },
         "steps_per_run": args.steps,
         "repeats": args.repeats,
         "statistic": "median of the repeats",
         "results": results,
     }
     output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_suffix(".tmp")
-    tmp.write_text(json.dumps(payload, indent=2) + "\n")
-    os.replace(tmp, output)
+    write_json_atomic(output, payload)
     summary = output.with_suffix(".md")
-    summary.write_text(markdown_summary(payload))
+    write_text_atomic(summary, markdown_summary(payload))
     print(f"written to {output} and {summary}")
     return 0
 
