@@ -187,6 +187,8 @@ def test_report_table_numbers_from_synthetic_runs():
     table = report.markdown(_synthetic_results(), {"commit": "abc"})
     assert "| GOOD | fake | Residual (ω' = 0.5, α̂ = 0.25) | synthetic | 0.030 ± 0.014 (n=2) |" in table
     assert "| exact target: KL | — | KL (ω' = 0.5, α̂ = 0.5) |" in table
+    # the summary table (quoted in README) repeats the same numbers in fewer columns
+    assert "| GOOD | Residual (ω' = 0.5, α̂ = 0.25) | 0.030 ± 0.014 (n=2) | 1,536 | 30.000 | 4.500 |" in table
 
 
 def test_report_findings_from_synthetic_runs():

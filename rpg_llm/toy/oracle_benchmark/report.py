@@ -117,6 +117,17 @@ COLUMNS = [
 ]
 
 
+# The summary table (quoted in README): the columns a reader compares first.
+SUMMARY_COLUMNS = [
+    ("contender", "contender"),
+    ("target", "target (ω', α̂)"),
+    ("final_kl", "final KL(πθ‖own target), nats"),
+    ("reach", f"completions to KL ≤ {REACHED_NATS}"),
+    ("train_seconds", "training s"),
+    ("total", "total reward"),
+]
+
+
 def table_rows(results: dict) -> list[dict]:
     """One row per contender (mean over seeds), in the results' order."""
     budget = results["settings"]["completions"]
@@ -235,6 +246,10 @@ def markdown(results: dict, facts: dict) -> str:
         "See docs/llm_oracle_benchmark.md.",
         "",
         markdown_table(table_rows(results) + target_rows(results), COLUMNS),
+        "",
+        "Summary (the same numbers, fewer columns):",
+        "",
+        markdown_table(table_rows(results) + target_rows(results), SUMMARY_COLUMNS),
         "",
         "## Findings",
         "",
