@@ -90,7 +90,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     facts = provenance(
         ["python -m rpg_llm.toy.oracle_benchmark", *argv],
-        {"run_folder": str(folder), "jobs": args.jobs, "wall_seconds": round(time.perf_counter() - started, 1)},
+        {
+            "run_folder": str(folder),
+            "jobs": args.jobs,
+            "wall_seconds": round(time.perf_counter() - started, 1),
+            # the commits the cached runs were made at (a --report-only render may postdate them)
+            "run_commits": sorted({(r.get("provenance") or {}).get("commit") or "not recorded" for r in runs}),
+        },
     )
     paths = write_report(collect(runs, settings, world, missing), args.results_dir, facts)
     print("wrote " + ", ".join(str(p) for p in paths))

@@ -19,6 +19,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 from rpg.utils.atomic import write_json_atomic
+from rpg.utils.provenance import provenance
 from rpg_llm.toy.oracle_benchmark.contract import BenchmarkSettings, OracleProbe
 from rpg_llm.toy.world import ToyWorld
 
@@ -97,6 +98,7 @@ def run_one(spec: RunSpec) -> str:
         "wall_seconds_with_evaluation": wall,
         "cpu_seconds_with_evaluation": cpu,  # this process's CPU time: less sensitive to a busy machine than wall
         "facts": facts,
+        "provenance": provenance(f"oracle benchmark worker: {spec.key} seed {spec.seed}"),
     }
     write_json_atomic(path, result)
     shutil.rmtree(work, ignore_errors=True)
