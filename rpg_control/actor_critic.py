@@ -46,12 +46,13 @@ def _activate_(name: str, z: torch.Tensor) -> torch.Tensor:
 
 
 def _activation_backward(name: str, grad: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-    """d loss / d pre-activation from d loss / d activation and the activation's output."""
+    """d loss / d pre-activation from d loss / d activation and the activation's output, written
+    over ``grad`` (a pointwise map: in place is exact, and saves a fresh tensor per layer)."""
     if name == "tanh":
-        return torch.ops.aten.tanh_backward(grad, out)
+        return torch.ops.aten.tanh_backward.grad_input(grad, out, grad_input=grad)
     if name == "relu":
-        return torch.ops.aten.threshold_backward(grad, out, 0.0)
-    return torch.ops.aten.elu_backward(grad, 1.0, 1.0, 1.0, True, out)
+        return torch.ops.aten.threshold_backward.grad_input(grad, out, 0.0, grad_input=grad)
+    return torch.ops.aten.elu_backward.grad_input(grad, 1.0, 1.0, 1.0, True, out, grad_input=grad)
 
 
 _ACTIVATION_NAMES = {nn.Tanh: "tanh", nn.ReLU: "relu", nn.ELU: "elu"}
@@ -126,8 +127,11 @@ def mlp_backward(
             grads[2 * layer + 1] = torch.sum(grad, 0, out=db)
         if needs[1 + 2 * layer]:  # gᵀh; for a narrow input (the observation) (hᵀg)ᵀ is the faster GEMM
             h = inputs[layer]
-            if h.shape[1] < 64:
-                grads[2 * layer] = torch.mm(h.t(), grad, out=None if dw is None else dw.t()).t()
+            if h.shape[1] < 64 and dw is not None:
+                torch.mm(h.t(), grad, out=dw.t())  # written through the transposed view
+                grads[2 * layer] = dw
+            elif h.shape[1] < 64:
+                grads[2 * layer] = h.t().mm(grad).t()
             else:
                 grads[2 * layer] = torch.mm(grad.t(), h, out=dw)
         if layer > 0:

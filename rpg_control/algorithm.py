@@ -223,6 +223,8 @@ def _minibatch_gradient(
             return None, value_loss
         actor_out = mlp_forward_layers(actor_activation, obs, actor_params)
         mean, log_std = model.actor.params_from_output(actor_out[-1])
+        if model.actor.std_type == "global":  # [act_dim], broadcast: exp and entropy on one row, not B
+            log_std = model.actor.log_std.detach()
         logprobs, d_mean, d_log_std = GaussianActor.log_prob_and_grads(minibatch[:, obs_dim:a0], mean, log_std)
         minibatch_advantages = minibatch[:, a0 + 2]
         if config.normalize_advantage:
@@ -232,7 +234,7 @@ def _minibatch_gradient(
         )
         entropy = GaussianActor.entropy(log_std).mean()
         d_logprobs = d_logprobs.unsqueeze(-1)
-        d_log_std = d_logprobs * d_log_std - entropy_coef / log_std.shape[0]
+        d_log_std = d_logprobs * d_log_std - entropy_coef / mean.shape[0]
         d_out = model.actor.output_grad(actor_out[-1], d_logprobs * d_mean, d_log_std)
         out = [p.grad for p in actor_params]
         _set_grads(actor_params, mlp_backward(actor_activation, obs, actor_params, actor_out, d_out, out=out)[0])
