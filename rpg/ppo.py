@@ -90,12 +90,15 @@ def clipped_policy_loss_and_grad(
     with torch.no_grad():
         log_ratio = logprobs - old_logprobs
         ratio = torch.exp(log_ratio)
-        unclipped = -advantages * ratio
-        clipped = -advantages * torch.clamp(ratio, 1.0 - clip_range, 1.0 + clip_range)
+        negative_advantages = -advantages
+        unclipped = negative_advantages * ratio
+        clamped = torch.clamp(ratio, 1.0 - clip_range, 1.0 + clip_range)
+        clipped = negative_advantages * clamped
         loss = masked_mean(torch.maximum(unclipped, clipped), mask)
         clip_fraction = masked_mean((clipped > unclipped).to(logprobs.dtype), mask)
         approx_kl = masked_mean((ratio - 1.0) - log_ratio, mask)
-        carries = (unclipped > clipped) | ((ratio >= 1.0 - clip_range) & (ratio <= 1.0 + clip_range))
+        # ρ ∈ [1 − ε, 1 + ε] exactly where clamp leaves it unchanged (one comparison instead of three)
+        carries = (unclipped > clipped) | (clamped == ratio)
         grad = (unclipped * carries) * _mean_weights(logprobs, mask)  # −A·ρ = d/dρ · ρ where it carries
     return PolicyLossOutput(loss, clip_fraction, approx_kl), grad
 

@@ -46,12 +46,13 @@ def _activate_(name: str, z: torch.Tensor) -> torch.Tensor:
 
 
 def _activation_backward(name: str, grad: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-    """d loss / d pre-activation from d loss / d activation and the activation's output."""
+    """d loss / d pre-activation from d loss / d activation and the activation's output, written
+    over ``grad`` (a pointwise map: in place is exact, and saves a fresh tensor per layer)."""
     if name == "tanh":
-        return torch.ops.aten.tanh_backward(grad, out)
+        return torch.ops.aten.tanh_backward.grad_input(grad, out, grad_input=grad)
     if name == "relu":
-        return torch.ops.aten.threshold_backward(grad, out, 0.0)
-    return torch.ops.aten.elu_backward(grad, 1.0, 1.0, 1.0, True, out)
+        return torch.ops.aten.threshold_backward.grad_input(grad, out, 0.0, grad_input=grad)
+    return torch.ops.aten.elu_backward.grad_input(grad, 1.0, 1.0, 1.0, True, out, grad_input=grad)
 
 
 _ACTIVATION_NAMES = {nn.Tanh: "tanh", nn.ReLU: "relu", nn.ELU: "elu"}
@@ -73,13 +74,27 @@ def _mlp_layers(net: nn.Module) -> tuple[str, list[nn.Linear], int] | None:
     return (names.pop() if names else "tanh"), linears, max((m.out_features for m in linears[:-1]), default=0)
 
 
+_MINUS_ONE = torch.tensor(-1.0)
+
+
+def _linear_activate(activation: str, h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """activation(h Wᵀ + b), the bias inside the GEMM. A large tanh layer as 2·σ(2z) − 1 in two
+    passes after the GEMM: the 2z from the GEMM itself (``addmm`` with α = β = 2, a power of two,
+    so bit-equal to doubling z afterwards), then ``sigmoid_`` and −1 + 2·s in one ``add``."""
+    if activation == "tanh" and h.dim() == 2 and h.shape[0] * weight.shape[0] >= _SIGMOID_TANH_MIN:
+        s = torch.addmm(bias, h, weight.t(), beta=2.0, alpha=2.0).sigmoid_()
+        return torch.add(_MINUS_ONE, s, alpha=2.0, out=s)
+    return _activate_(activation, F.linear(h, weight, bias))
+
+
 def mlp_forward_layers(activation: str, x: torch.Tensor, params: tuple[torch.Tensor, ...]) -> list[torch.Tensor]:
     """Every layer's output [h1, …, out]: addmm (bias in the GEMM) then the activation in place."""
     outputs, h, last = [], x, len(params) - 2
     for i in range(0, len(params), 2):
-        h = F.linear(h, params[i], params[i + 1])  # one addmm, the bias in the GEMM
         if i < last:
-            h = _activate_(activation, h)
+            h = _linear_activate(activation, h, params[i], params[i + 1])
+        else:
+            h = F.linear(h, params[i], params[i + 1])  # one addmm, the bias in the GEMM
         outputs.append(h)
     return outputs
 
@@ -91,25 +106,34 @@ def mlp_backward(
     outputs: list[torch.Tensor],
     grad: torch.Tensor,
     needs: tuple[bool, ...] | None = None,
+    out: list[torch.Tensor | None] | None = None,
 ) -> tuple[list[torch.Tensor | None], torch.Tensor | None]:
     """The chain rule of an MLP written out: from d loss / d output and the layer outputs of
     :func:`mlp_forward_layers`, (gradients of ``params`` in their order, d loss / d x).
 
     Per layer dW = gᵀh, db = Σg, dh = gW, then the activation's backward on its saved output.
     ``needs`` (one flag for x, then one per parameter; default: every parameter, not x) skips
-    what needs no gradient."""
+    what needs no gradient. ``out`` (one tensor of each parameter's shape, or None) receives the
+    gradients in place: the same memory every minibatch instead of fresh allocations."""
     layers = len(params) // 2
     needs = needs or (False,) + (True,) * len(params)
+    out = out or [None] * len(params)
     inputs = (x, *outputs[:-1])
     grads: list[torch.Tensor | None] = [None] * len(params)
     grad_x = None
     for layer in range(layers - 1, -1, -1):
-        weight = params[2 * layer]
+        weight, dw, db = params[2 * layer], out[2 * layer], out[2 * layer + 1]
+        if needs[2 + 2 * layer]:  # Σg first, while g is still in cache (the GEMMs below evict it)
+            grads[2 * layer + 1] = torch.sum(grad, 0, out=db)
         if needs[1 + 2 * layer]:  # gᵀh; for a narrow input (the observation) (hᵀg)ᵀ is the faster GEMM
             h = inputs[layer]
-            grads[2 * layer] = h.t().mm(grad).t() if h.shape[1] < 64 else grad.t().mm(h)
-        if needs[2 + 2 * layer]:
-            grads[2 * layer + 1] = grad.sum(0)
+            if h.shape[1] < 64 and dw is not None:
+                torch.mm(h.t(), grad, out=dw.t())  # written through the transposed view
+                grads[2 * layer] = dw
+            elif h.shape[1] < 64:
+                grads[2 * layer] = h.t().mm(grad).t()
+            else:
+                grads[2 * layer] = torch.mm(grad.t(), h, out=dw)
         if layer > 0:
             grad = _activation_backward(activation, grad.mm(weight), inputs[layer])
         elif needs[0]:
@@ -228,8 +252,8 @@ class GaussianActor(nn.Module):
         gradient (stored in ``log_std.grad``) is the sum over them; a state-dependent one passes the
         clamp where it lies in the closed range (as autograd's ``clamp``)."""
         if self.std_type == "global":
-            if self.log_std.requires_grad:
-                self.log_std.grad = d_log_std.sum(0)
+            if self.log_std.requires_grad:  # into a preallocated gradient when there is one
+                self.log_std.grad = torch.sum(d_log_std, 0, out=self.log_std.grad)
             return d_mean
         low, high = self.LOG_STD_RANGE
         raw = out[:, self.act_dim :]

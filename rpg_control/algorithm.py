@@ -98,13 +98,17 @@ def ppo_update(
     parameters = [p for p in model.parameters() if p.requires_grad]
     adaptive = update_actor and config.lr_schedule == "adaptive"
     nets = _mlp_stacks(model)
+    # The written-out gradient overwrites one flat buffer every minibatch (each .grad a view of it):
+    # no allocations, and the gradient norm is one reduction over it.
+    flat_grad = None if nets is None else _gradient_buffer(model, nets, update_actor)
     stats: list[torch.Tensor] = []
     for _ in range(config.num_epochs):
         order = torch.randperm(table.shape[0], generator=generator)
         shuffled = table.index_select(0, order)
         for minibatch in shuffled.tensor_split(config.num_minibatches):  # sizes differ by at most 1
-            for p in parameters:  # optimizer.zero_grad(set_to_none=True) without its profiling wrapper
-                p.grad = None
+            if flat_grad is None:  # optimizer.zero_grad(set_to_none=True) without its profiling wrapper
+                for p in parameters:
+                    p.grad = None
             if nets is not None:  # the loss's gradient written out, no autograd graph
                 policy_kl, stat = _minibatch_gradient(
                     model, nets, minibatch, obs_dim, config, entropy_coef, update_actor
@@ -115,7 +119,7 @@ def ppo_update(
             if adaptive:
                 _adapt_learning_rate(optimizer, policy_kl.item(), config)
             stats.append(stat)
-            clip_grad_norm(parameters, config.max_grad_norm)
+            clip_grad_norm(parameters, config.max_grad_norm, flat_grad)
             optimizer.step()
     return _mean_statistics(stats, update_actor, advantages, returns)
 
@@ -166,9 +170,29 @@ def _mlp_stacks(model: ActorCritic):
     return None if actor is None or critic is None else (actor, critic)
 
 
+def _gradient_buffer(model: ActorCritic, nets, update_actor: bool) -> torch.Tensor:
+    """One flat tensor holding the gradient of every parameter the written-out gradient reaches
+    (the critic's; the actor's and a global log σ's unless ``update_actor`` is False), each
+    parameter's ``.grad`` a view of it in the parameter's own layout; the others get ``.grad = None``
+    (Adam skips them)."""
+    (_, actor_params), (_, critic_params) = nets
+    reached = list(critic_params)
+    if update_actor:
+        reached += list(actor_params) + ([model.actor.log_std] if model.actor.std_type == "global" else [])
+    reached = [p for p in reached if p.requires_grad]
+    flat = torch.zeros(sum(p.numel() for p in reached), dtype=reached[0].dtype)
+    for p in model.parameters():
+        p.grad = None
+    offset = 0
+    for p in reached:
+        p.grad = flat[offset : offset + p.numel()].view_as(p)
+        offset += p.numel()
+    return flat
+
+
 def _set_grads(params: tuple[torch.Tensor, ...], grads: list[torch.Tensor | None]) -> None:
     for p, g in zip(params, grads):
-        if p.requires_grad:
+        if p.requires_grad and g is not p.grad:  # a preallocated .grad was written in place
             p.grad = g if g.stride() == p.stride() else g.contiguous()  # the layout Adam and autograd use
 
 
@@ -193,11 +217,14 @@ def _minibatch_gradient(
             critic_out[-1].squeeze(-1), minibatch[:, a0 + 1], minibatch[:, a0 + 3], config.value_clip_range
         )
         d_out = (config.value_coef * d_values).unsqueeze(-1)
-        _set_grads(critic_params, mlp_backward(critic_activation, obs, critic_params, critic_out, d_out)[0])
+        out = [p.grad for p in critic_params]
+        _set_grads(critic_params, mlp_backward(critic_activation, obs, critic_params, critic_out, d_out, out=out)[0])
         if not update_actor:
             return None, value_loss
         actor_out = mlp_forward_layers(actor_activation, obs, actor_params)
         mean, log_std = model.actor.params_from_output(actor_out[-1])
+        if model.actor.std_type == "global":  # [act_dim], broadcast: exp and entropy on one row, not B
+            log_std = model.actor.log_std.detach()
         logprobs, d_mean, d_log_std = GaussianActor.log_prob_and_grads(minibatch[:, obs_dim:a0], mean, log_std)
         minibatch_advantages = minibatch[:, a0 + 2]
         if config.normalize_advantage:
@@ -207,9 +234,10 @@ def _minibatch_gradient(
         )
         entropy = GaussianActor.entropy(log_std).mean()
         d_logprobs = d_logprobs.unsqueeze(-1)
-        d_log_std = d_logprobs * d_log_std - entropy_coef / log_std.shape[0]
+        d_log_std = d_logprobs * d_log_std - entropy_coef / mean.shape[0]
         d_out = model.actor.output_grad(actor_out[-1], d_logprobs * d_mean, d_log_std)
-        _set_grads(actor_params, mlp_backward(actor_activation, obs, actor_params, actor_out, d_out)[0])
+        out = [p.grad for p in actor_params]
+        _set_grads(actor_params, mlp_backward(actor_activation, obs, actor_params, actor_out, d_out, out=out)[0])
     stat = torch.stack([policy.loss, value_loss, entropy, policy.approx_kl, policy.clip_fraction])
     return policy.approx_kl, stat
 
@@ -228,17 +256,26 @@ def _mean_statistics(
     return result
 
 
-def clip_grad_norm(parameters: list[torch.Tensor], max_norm: float) -> torch.Tensor:
+def clip_grad_norm(
+    parameters: list[torch.Tensor], max_norm: float, flat_grad: torch.Tensor | None = None
+) -> torch.Tensor:
     """``torch.nn.utils.clip_grad_norm_`` (2-norm), the same arithmetic in fewer calls: the
     per-tensor norms in one ``_foreach_norm``, the scale as a tensor for one ``_foreach_mul_``;
-    a scale of 1 (the norm is within ``max_norm``) is skipped, multiplying by 1 being exact."""
+    a scale of 1 (the norm is within ``max_norm``) is skipped, multiplying by 1 being exact.
+    ``flat_grad``: one tensor holding every gradient (see :func:`_gradient_buffer`): the scaling is
+    then one multiply over it (bit-equal). The norm stays the norm of the per-tensor norms: one
+    reduction over the flat buffer measured no faster, and its other rounding flips the adaptive
+    lr's threshold tests against the reference update."""
     grads = [p.grad for p in parameters if p.grad is not None]
     if not grads:
         return torch.zeros(())
     total = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
     coefficient = torch.clamp(max_norm / (total + 1e-6), max=1.0)
     if coefficient.item() < 1.0:
-        torch._foreach_mul_(grads, coefficient)
+        if flat_grad is not None:
+            flat_grad.mul_(coefficient)
+        else:
+            torch._foreach_mul_(grads, coefficient)
     return total
 
 
@@ -271,6 +308,7 @@ class FusedAdam(torch.optim.Adam):
     def __init__(self, params, **kwargs):
         super().__init__(params, fused=True, **kwargs)
         self._one = torch.ones(())  # a tensor operand: a Python scalar costs a conversion per step tensor
+        self._lists: dict[int, tuple] = {}  # per group: the .grad objects seen, and step()'s lists
 
     def step(self, closure=None):
         if closure is not None or self._optimizer_step_pre_hooks or self._optimizer_step_post_hooks:
@@ -284,21 +322,8 @@ class FusedAdam(torch.optim.Adam):
             ):
                 return super().step(closure)
         with torch.no_grad():
-            for group in self.param_groups:
-                params, grads, exp_avgs, exp_avg_sqs, steps = [], [], [], [], []
-                for p in group["params"]:
-                    if p.grad is None:
-                        continue
-                    state = self.state[p]
-                    if not state:
-                        state["step"] = torch.zeros((), dtype=torch.float32, device=p.device)
-                        state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                        state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                    params.append(p)
-                    grads.append(p.grad)
-                    exp_avgs.append(state["exp_avg"])
-                    exp_avg_sqs.append(state["exp_avg_sq"])
-                    steps.append(state["step"])
+            for index, group in enumerate(self.param_groups):
+                params, grads, exp_avgs, exp_avg_sqs, steps = self._group_lists(index, group)
                 if not params:
                     continue
                 torch._foreach_add_(steps, self._one)
@@ -322,8 +347,34 @@ class FusedAdam(torch.optim.Adam):
                 )
         return None
 
+    def _group_lists(self, index: int, group: dict) -> tuple[list[torch.Tensor], ...]:
+        """(params, grads, exp_avgs, exp_avg_sqs, steps) of a group's parameters that have a gradient,
+        creating missing state. Cached while every ``.grad`` is the same tensor object as last step (the
+        PPO update's preallocated gradients): the per-parameter Python costs more than the kernel."""
+        current = [p.grad for p in group["params"]]
+        cached = self._lists.get(index)
+        if cached is not None and len(cached[0]) == len(current) and all(a is b for a, b in zip(cached[0], current)):
+            return cached[1]
+        params, grads, exp_avgs, exp_avg_sqs, steps = [], [], [], [], []
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            state = self.state[p]
+            if not state:
+                state["step"] = torch.zeros((), dtype=torch.float32, device=p.device)
+                state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            params.append(p)
+            grads.append(p.grad)
+            exp_avgs.append(state["exp_avg"])
+            exp_avg_sqs.append(state["exp_avg_sq"])
+            steps.append(state["step"])
+        self._lists[index] = (current, (params, grads, exp_avgs, exp_avg_sqs, steps))
+        return params, grads, exp_avgs, exp_avg_sqs, steps
+
     def load_state_dict(self, state_dict: dict) -> None:
         super().load_state_dict(state_dict)
+        self._lists.clear()  # the state tensors were replaced
         for group in self.param_groups:
             group["foreach"], group["fused"] = None, True
 

@@ -39,12 +39,14 @@ CHECKPOINT_KEYS = (
 # train_log), which the split reproduced bit for bit; regenerated for the faster PPO update (fused Adam, one
 # autograd node per tanh MLP: equal to the old update within 1e-7, not bit for bit) and again for the gradient
 # written out without autograd (issue 15; equal to the legacy update within the same tolerance, checked by
-# tests/control/test_fast_update.py first), on this software and CPU, one torch thread (the test suite's
+# tests/control/test_fast_update.py first), and again for the preallocated gradients (the first layer's
+# weight gradient written through a transposed view, the entropy from the global log σ's one row; issue 15,
+# after test_fast_update.py passed), on this software and CPU, one torch thread (the test suite's
 # setting). A deliberate change of the numerics changes it: regenerate it with `python tests/control/test_layout.py`.
 PINNED = {
     "environment": "torch 2.13.0+cpu, mujoco 4.0.0, x86_64 AVX2",
-    "soft+resume": "59ce863a337257c22d1ff6a0e25e75cb58d645dbc31eacef45e24f1cd154b2d5",
-    "residual": "dd5683d1ef1c464f40f8738404ac6844d5b7d89f0f40e18487759575e90f0bb8",
+    "soft+resume": "9f9fa06a9bde978b11bdf7a7352ad0595de8f31287c6424b7dabf6117714447f",
+    "residual": "cd5009209d14bcbf7c77a697f6c7a2212d232225c07dd12e4c02cbbc59afe5b5",
 }
 
 
