@@ -46,7 +46,7 @@ def exact_probe(world, policy, prior_log_probs, omega_prime: float, alpha_hat: f
 
 
 def train(world, experiment, ppo_args, estimator: str, scale: str, seed: int, every: int) -> list[dict]:
-    from rpg_llm.ppo.trainer import ResidualPPOTrainer
+    from rpg_llm.toy.ppo_job import toy_ppo_trainer
 
     omega_prime, alpha_hat = experiment.residual_omega_prime, experiment.residual_alpha_hat
     args = dataclasses.replace(
@@ -75,14 +75,7 @@ def train(world, experiment, ppo_args, estimator: str, scale: str, seed: int, ev
                 }
             )
 
-    trainer = ResidualPPOTrainer(
-        args,
-        str(world.prior_model_dir),
-        processing_class=world.tokenizer,
-        train_dataset=world.prompt_dataset(),
-        reward_funcs=world.reward_functions(),
-        callbacks=[probe],
-    )
+    trainer = toy_ppo_trainer(world, args, callbacks=[probe])
     probes.append({"iteration": 0, **exact_probe(world, trainer.policy, prior_log_probs, omega_prime, alpha_hat)})
     trainer.train()
     return probes

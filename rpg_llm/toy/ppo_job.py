@@ -30,6 +30,7 @@ __all__ = [
     "default_ppo_config",
     "method_config",
     "run_toy_comparison",
+    "toy_ppo_trainer",
     "print_results",
     "write_results",
 ]
@@ -94,7 +95,6 @@ def run_toy_comparison(
     experiment: ToyExperimentArguments, ppo_args: ResidualPPOConfig, world: ToyWorld | None = None
 ) -> dict:
     """Train each method from the prior and evaluate it exactly; returns the rows and run facts."""
-    from rpg_llm.ppo.trainer import ResidualPPOTrainer
 
     world = world or ToyWorld.build(experiment.world_config(), experiment.world_cache_dir)
     coefficients = method_coefficients(experiment)
@@ -111,13 +111,7 @@ def run_toy_comparison(
     for name, (omega_prime, alpha_hat) in coefficients.items():
         args = _method_args(ppo_args, experiment, name, omega_prime, alpha_hat, world)
         started = time.perf_counter()
-        trainer = ResidualPPOTrainer(
-            args,
-            str(world.prior_model_dir),
-            processing_class=world.tokenizer,
-            train_dataset=world.prompt_dataset(),
-            reward_funcs=world.reward_functions(),
-        )
+        trainer = toy_ppo_trainer(world, args)
         history = trainer.train()
         stats = world.evaluate(trainer.policy, omega_prime, alpha_hat)
         rows.append(
@@ -161,6 +155,20 @@ def run_toy_comparison(
         },
         "histories": histories,
     }
+
+
+def toy_ppo_trainer(world: ToyWorld, args: ResidualPPOConfig, callbacks=None):
+    """A ``ResidualPPOTrainer`` on the world's prior, prompts and add-on reward r_R (the one way to build it)."""
+    from rpg_llm.ppo.trainer import ResidualPPOTrainer
+
+    return ResidualPPOTrainer(
+        args,
+        str(world.prior_model_dir),
+        processing_class=world.tokenizer,
+        train_dataset=world.prompt_dataset(),
+        reward_funcs=world.reward_functions(),
+        callbacks=callbacks,
+    )
 
 
 def default_ppo_config(**overrides) -> ResidualPPOConfig:

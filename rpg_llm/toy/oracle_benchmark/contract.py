@@ -143,6 +143,22 @@ class OracleProbe:
             self._since = time.perf_counter()
 
 
+# What every contender built on transformers' Trainer shares: fp32 on CPU, a linear decay of the learning
+# rate to 0 at the budget's end, AdamW, nothing saved, evaluated or reported (the probe does the scoring),
+# no recomputation (a tiny model: gradient checkpointing costs more than it saves).
+TRAINER_ARGS = dict(
+    lr_scheduler_type="linear",
+    optim="adamw_torch",
+    gradient_checkpointing=False,
+    use_cpu=True,
+    bf16=False,
+    save_strategy="no",
+    eval_strategy="no",
+    report_to="none",
+    disable_tqdm=True,
+    gradient_accumulation_steps=1,
+)
+
 # run(world, settings, seed, probe, output_dir) trains from world.prior_model_dir, reports to probe
 # (start / observe / finish) and returns extra facts for the results file (hyperparameters, steps).
 ContenderRun = Callable[[ToyWorld, BenchmarkSettings, int, OracleProbe, Path], dict]

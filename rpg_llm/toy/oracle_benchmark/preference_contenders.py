@@ -22,7 +22,13 @@ from pathlib import Path
 
 import torch
 
-from rpg_llm.toy.oracle_benchmark.contract import BenchmarkSettings, Contender, OracleProbe, restrict_to_content
+from rpg_llm.toy.oracle_benchmark.contract import (
+    TRAINER_ARGS,
+    BenchmarkSettings,
+    Contender,
+    OracleProbe,
+    restrict_to_content,
+)
 from rpg_llm.toy.world import ToyWorld
 
 __all__ = [
@@ -85,19 +91,10 @@ def build_preference_trainer(
         **coefficients,
         completion_eos=False,  # fixed-length completions carry no EOS
         per_device_train_batch_size=PAIRS_PER_STEP,
-        gradient_accumulation_steps=1,
         max_steps=steps,  # one pass: ceil(pairs / batch) steps, the last batch possibly smaller
         learning_rate=LEARNING_RATE,
-        lr_scheduler_type="linear",
-        optim="adamw_torch",
-        gradient_checkpointing=False,
-        use_cpu=True,
-        bf16=False,
-        save_strategy="no",
-        eval_strategy="no",
-        report_to="none",
+        **TRAINER_ARGS,
         logging_steps=max(1, steps // 4),
-        disable_tqdm=True,
         seed=seed,
         data_seed=seed,
     )

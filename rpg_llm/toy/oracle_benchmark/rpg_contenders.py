@@ -41,8 +41,7 @@ def run_rpg(
 ) -> dict:
     """Train ResidualPPOTrainer from the world's prior with ``family``'s (ω', α̂) and ``kind``'s estimator,
     reporting to ``probe`` after every iteration; returns the run's settings (facts for the results file)."""
-    from rpg_llm.ppo.trainer import ResidualPPOTrainer
-    from rpg_llm.toy.ppo_job import default_ppo_config, method_config
+    from rpg_llm.toy.ppo_job import default_ppo_config, method_config, toy_ppo_trainer
 
     omega_prime, alpha_hat = settings.kl_target if family == "kl" else settings.residual_target
     estimator = ESTIMATORS[kind][1]
@@ -57,13 +56,8 @@ def run_rpg(
     args = method_config(
         shared, omega_prime, alpha_hat, estimator, settings.num_generations, world, Path(output_dir) / "trainer"
     )
-    trainer = ResidualPPOTrainer(
-        args,
-        str(world.prior_model_dir),
-        processing_class=world.tokenizer,
-        train_dataset=world.prompt_dataset(),
-        reward_funcs=world.reward_functions(),
-        callbacks=[lambda t, stats: probe.observe(t.policy, t.iteration * per_iteration)],
+    trainer = toy_ppo_trainer(
+        world, args, callbacks=[lambda t, stats: probe.observe(t.policy, t.iteration * per_iteration)]
     )
     probe.start(trainer.policy)
     trainer.train()

@@ -23,7 +23,13 @@ from pathlib import Path
 
 import torch
 
-from rpg_llm.toy.oracle_benchmark.contract import BenchmarkSettings, Contender, OracleProbe, restrict_to_content
+from rpg_llm.toy.oracle_benchmark.contract import (
+    TRAINER_ARGS,
+    BenchmarkSettings,
+    Contender,
+    OracleProbe,
+    restrict_to_content,
+)
 from rpg_llm.toy.world import ToyWorld
 
 __all__ = [
@@ -108,22 +114,13 @@ def _trl_config(config_class, world: ToyWorld, settings: BenchmarkSettings, seed
         top_p=1.0,
         top_k=0,
         per_device_train_batch_size=schedule.micro_batch,
-        gradient_accumulation_steps=1,
         steps_per_generation=schedule.steps_per_generation,
         num_iterations=schedule.num_iterations,
         max_steps=schedule.max_steps,
         learning_rate=LEARNING_RATE,
-        lr_scheduler_type="linear",
-        optim="adamw_torch",
-        gradient_checkpointing=False,  # a tiny model: recomputation costs more than it saves
+        **TRAINER_ARGS,
         use_vllm=False,
-        use_cpu=True,
-        bf16=False,
-        save_strategy="no",
-        eval_strategy="no",
-        report_to="none",
         logging_steps=schedule.steps_per_cycle * 10,
-        disable_tqdm=True,
         seed=seed,
         data_seed=seed,
     )

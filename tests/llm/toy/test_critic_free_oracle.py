@@ -8,7 +8,7 @@ known in closed form, so the critic-free estimators are checked against ground t
 import pytest
 
 from rpg_llm.ppo.config import ResidualPPOConfig
-from rpg_llm.ppo.trainer import ResidualPPOTrainer
+from rpg_llm.toy.ppo_job import toy_ppo_trainer
 from rpg_llm.toy.world import ToyWorld, ToyWorldConfig
 
 pytestmark = pytest.mark.slow
@@ -46,13 +46,7 @@ def _train(world, tmp_path, coefficients, estimator):
         seed=0,
         suppress_token_ids=world.special_token_ids,  # one support: the target's content-only completions
     )
-    trainer = ResidualPPOTrainer(
-        args,
-        str(world.prior_model_dir),
-        processing_class=world.tokenizer,
-        train_dataset=world.prompt_dataset(),
-        reward_funcs=world.reward_functions(),
-    )
+    trainer = toy_ppo_trainer(world, args)
     trainer.train()
     return trainer.policy
 

@@ -7,7 +7,7 @@ the trainer is checked against ground truth, not against another trainer.
 import pytest
 
 from rpg_llm.ppo.config import ResidualPPOConfig
-from rpg_llm.ppo.trainer import ResidualPPOTrainer
+from rpg_llm.toy.ppo_job import toy_ppo_trainer
 
 pytestmark = pytest.mark.slow
 
@@ -44,13 +44,7 @@ def _train(world, tmp_path, coefficients):
         suppress_token_ids=world.special_token_ids,  # one support: the target's content-only completions
         stop_token="eos",  # the embedded default job's setting (the toy world ends completions at EOS)
     )
-    trainer = ResidualPPOTrainer(
-        args,
-        str(world.prior_model_dir),
-        processing_class=world.tokenizer,
-        train_dataset=world.prompt_dataset(),
-        reward_funcs=world.reward_functions(),
-    )
+    trainer = toy_ppo_trainer(world, args)
     trainer.train()
     return trainer.policy
 
