@@ -13,7 +13,7 @@ import json
 import os
 import time
 
-from memory_probe import peak_rss_mib, rss_mib  # noqa: E402  (this folder is on sys.path)
+from memory_probe import print_worker_result, rss_mib  # noqa: E402  (this folder is on sys.path)
 
 
 def run_rpg(assets: str, s: dict, marks: list[float]) -> None:
@@ -131,25 +131,7 @@ def main() -> None:
     rss_imported = rss_mib()
     marks: list[tuple[float, float]] = []
     (run_rpg if cli.impl == "rpg" else run_trl)(cli.assets, settings, marks)
-    # Wall time and this process's CPU time per iteration (one thread: CPU time is the compute,
-    # unaffected by other jobs on a shared machine; wall time is what a user waits).
-    times = [b[0] - a[0] for a, b in zip(marks, marks[1:])]
-    cpu_times = [b[1] - a[1] for a, b in zip(marks, marks[1:])]
-    print(
-        "RESULT "
-        + json.dumps(
-            {
-                "impl": cli.impl,
-                "iteration_seconds": times,
-                "iteration_cpu_seconds": cpu_times,
-                "peak_rss_mib": peak_rss_mib(),
-                "rss_at_start_mib": rss_before,
-                "rss_after_imports_mib": rss_imported,
-                "torch": torch.__version__,
-                "versions": _versions(),
-            }
-        )
-    )
+    print_worker_result(cli.impl, marks, rss_before, rss_imported, torch=torch.__version__, versions=_versions())
 
 
 def _versions() -> dict:

@@ -14,7 +14,7 @@ import json
 import os
 import time
 
-from memory_probe import peak_rss_mib, rss_mib  # noqa: E402  (this folder is on sys.path)
+from memory_probe import print_worker_result, rss_mib  # noqa: E402  (this folder is on sys.path)
 
 
 def run_rpg(assets: str, s: dict, marks: list, parameters: dict, estimator: str) -> None:
@@ -128,22 +128,7 @@ def main() -> None:
         run_rpg(cli.assets, settings, marks, parameters, cli.impl.split("-")[1])
     else:
         run_trl(cli.assets, settings, marks, parameters)
-    times = [b[0] - a[0] for a, b in zip(marks, marks[1:])]
-    cpu_times = [b[1] - a[1] for a, b in zip(marks, marks[1:])]
-    print(
-        "RESULT "
-        + json.dumps(
-            {
-                "impl": cli.impl,
-                "iteration_seconds": times,
-                "iteration_cpu_seconds": cpu_times,
-                "peak_rss_mib": peak_rss_mib(),
-                "rss_at_start_mib": rss_before,
-                "rss_after_imports_mib": rss_imported,
-                "trainable_parameters": parameters["trainable"],
-            }
-        )
-    )
+    print_worker_result(cli.impl, marks, rss_before, rss_imported, trainable_parameters=parameters["trainable"])
 
 
 if __name__ == "__main__":
