@@ -20,7 +20,7 @@ import torch
 from rpg_llm.dpo import cli as dpo_cli
 from rpg_llm.dpo import trainer as dpo_trainer
 from rpg_llm.ppo import cli as ppo_cli
-from rpg_llm.toy.tiny_llama import word_tokenizer
+from rpg_llm.toy.tiny_llama import tiny_llama_config, word_tokenizer
 
 from .tiny_lm import SPECIAL_TOKENS, build_tiny_causal_lm, random_preference_dataset
 
@@ -58,19 +58,10 @@ def files(tmp_path_factory):
     not_a_model = root / "not_a_model"
     not_a_model.mkdir()
     # A reward model whose score head is NaN: r_R = NaN for every completion.
-    from transformers import LlamaConfig, LlamaForSequenceClassification
+    from transformers import LlamaForSequenceClassification
 
     tokenizer = word_tokenizer([f"w{i}" for i in range(16)], SPECIAL_TOKENS)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        num_labels=1,
-        pad_token_id=tokenizer.pad_token_id,
-    )
+    config = tiny_llama_config(tokenizer, hidden_size=16, num_layers=1, num_heads=2, max_positions=64, num_labels=1)
     nan_reward_model = LlamaForSequenceClassification(config)
     with torch.no_grad():
         nan_reward_model.score.weight.fill_(float("nan"))

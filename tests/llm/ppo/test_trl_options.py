@@ -15,7 +15,7 @@ from transformers import TrainerCallback
 
 from rpg_llm.ppo import trainer as ppo_trainer_module
 from rpg_llm.ppo.trainer import ResidualPPOTrainer, kl_estimate
-from rpg_llm.toy.tiny_llama import word_tokenizer
+from rpg_llm.toy.tiny_llama import tiny_llama_config, word_tokenizer
 
 from ..tiny_lm import SPECIAL_TOKENS, build_tiny_causal_lm
 from .helpers import tiny_config
@@ -26,7 +26,7 @@ WORDS = [f"w{i}" for i in range(16)]
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     """A tiny GPT-2 with dropout 0.1, a tiny Llama saved in bf16, a tiny Llama reward model (also in bf16)."""
-    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForSequenceClassification
+    from transformers import GPT2Config, GPT2LMHeadModel, LlamaForSequenceClassification
 
     root = tmp_path_factory.mktemp("trl_options")
     tokenizer = word_tokenizer(WORDS, SPECIAL_TOKENS)
@@ -55,16 +55,7 @@ def models(tmp_path_factory):
     AutoModelForCausalLM.from_pretrained(llama).to(torch.bfloat16).save_pretrained(root / "llama_bf16")
     tokenizer.save_pretrained(root / "llama_bf16")
     reward = LlamaForSequenceClassification(
-        LlamaConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=16,
-            intermediate_size=32,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            num_key_value_heads=2,
-            num_labels=1,
-            pad_token_id=tokenizer.pad_token_id,
-        )
+        tiny_llama_config(tokenizer, hidden_size=16, num_layers=1, num_heads=2, max_positions=64, num_labels=1)
     )
     with torch.no_grad():
         reward.score.weight.normal_()
