@@ -23,42 +23,56 @@ def sample_preference_pairs(world: ToyWorld, num_pairs: int, seed: int = 0) -> D
     Columns: ``prompt`` / ``chosen`` / ``rejected`` (text; completions start with a space),
     ``label`` = σ(r_R(chosen) − r_R(rejected)), the probability that an annotator who follows
     Bradley–Terry prefers the chosen side (the soft label of the ``ce`` loss, eq. 24), and
-    ``prompt_index`` / ``chosen_index`` / ``rejected_index`` into ``world.prompts`` and
-    ``world.all_completions()`` for exact evaluation.
+    ``prompt_index`` into ``world.prompts``. On a world small enough to enumerate, completions are drawn
+    from the exact prior over ``world.all_completions()`` and ``chosen_index`` / ``rejected_index`` index
+    it (for exact evaluation); on a larger one they are drawn by ancestral sampling from the exact prior's
+    per-token policy (``world.sample_exact``, the same law) and carry no index.
     """
     if num_pairs < 1:
         raise ValueError(f"num_pairs must be >= 1, got {num_pairs}")
     generator = torch.Generator().manual_seed(seed)
-    prior_probs = world.exact_prior_log_probs().exp()  # [prompts, completions]
-    _, addon = world.completion_rewards()  # [prompts, completions]
-    completions = world.all_completions()
-    prompt_parts, chosen_parts, rejected_parts, margin_parts = [], [], [], []
+    parts = {key: [] for key in ("prompt", "chosen", "rejected", "margin", "chosen_index", "rejected_index")}
+    prior_probs = world.exact_prior_log_probs().exp() if world.enumerable else None  # [prompts, V^L]
     collected = 0
     while collected < num_pairs:
         prompt_index = torch.randint(len(world.prompts), (num_pairs,), generator=generator)
-        pair = torch.multinomial(prior_probs[prompt_index], 2, replacement=True, generator=generator)  # [n, 2]
-        distinct = pair[:, 0] != pair[:, 1]  # identical completions carry no preference
-        prompt_index, pair = prompt_index[distinct], pair[distinct]
-        reward = addon[prompt_index.unsqueeze(-1), pair]  # [n, 2]
-        first_wins = torch.rand(len(pair), generator=generator) < torch.sigmoid(reward[:, 0] - reward[:, 1])
-        prompt_parts.append(prompt_index)
-        chosen_parts.append(torch.where(first_wins, pair[:, 0], pair[:, 1]))
-        rejected_parts.append(torch.where(first_wins, pair[:, 1], pair[:, 0]))
-        margin_parts.append(torch.where(first_wins, reward[:, 0] - reward[:, 1], reward[:, 1] - reward[:, 0]))
-        collected += len(pair)
-    prompt_index, chosen, rejected, margin = (
-        torch.cat(parts)[:num_pairs] for parts in (prompt_parts, chosen_parts, rejected_parts, margin_parts)
-    )
-    texts = [" " + " ".join(world.words[w] for w in row) for row in completions.tolist()]
+        if prior_probs is not None:
+            pair = torch.multinomial(prior_probs[prompt_index], 2, replacement=True, generator=generator)
+            completions = world.all_completions()[pair]  # [n, 2, L]
+        else:
+            draws = [world.sample_exact(prompt_index, generator) for _ in range(2)]
+            completions, pair = torch.stack(draws, dim=1), None
+        distinct = (completions[:, 0] != completions[:, 1]).any(-1)  # identical completions carry no preference
+        prompt_index, completions = prompt_index[distinct], completions[distinct]
+        prompt_ids = (torch.tensor(world.prompt_words)[prompt_index] + world.num_special).repeat_interleave(2, 0)
+        reward = world.addon_reward(prompt_ids, completions.flatten(0, 1) + world.num_special).double().view(-1, 2)
+        first_wins = torch.rand(len(completions), generator=generator) < torch.sigmoid(reward[:, 0] - reward[:, 1])
+        chosen_side = (~first_wins).long()  # column of the chosen completion: 0 when the first wins
+        rejected_side = 1 - chosen_side
+        rows = torch.arange(len(completions))
+        parts["prompt"].append(prompt_index)
+        parts["chosen"].append(completions[rows, chosen_side])
+        parts["rejected"].append(completions[rows, rejected_side])
+        parts["margin"].append(reward[rows, chosen_side] - reward[rows, rejected_side])
+        if pair is not None:
+            pair = pair[distinct]
+            parts["chosen_index"].append(pair[rows, chosen_side])
+            parts["rejected_index"].append(pair[rows, rejected_side])
+        collected += len(completions)
+    picked = {key: torch.cat(values)[:num_pairs] for key, values in parts.items() if values}
+
+    def text(completions: torch.Tensor) -> list[str]:
+        return [" " + " ".join(world.words[w] for w in row) for row in completions.tolist()]
+
     rows = {
-        "prompt": [world.prompts[p] for p in prompt_index.tolist()],
-        "chosen": [texts[c] for c in chosen.tolist()],
-        "rejected": [texts[r] for r in rejected.tolist()],
-        "label": torch.sigmoid(margin).tolist(),
-        "prompt_index": prompt_index.tolist(),
-        "chosen_index": chosen.tolist(),
-        "rejected_index": rejected.tolist(),
+        "prompt": [world.prompts[p] for p in picked["prompt"].tolist()],
+        "chosen": text(picked["chosen"]),
+        "rejected": text(picked["rejected"]),
+        "label": torch.sigmoid(picked["margin"]).tolist(),
+        "prompt_index": picked["prompt"].tolist(),
     }
+    if "chosen_index" in picked:
+        rows.update(chosen_index=picked["chosen_index"].tolist(), rejected_index=picked["rejected_index"].tolist())
     return Dataset.from_dict(rows)
 
 

@@ -431,6 +431,30 @@ class ToyWorld:
             word, mask = action, mask | bit[action]
         return total
 
+    def sample_exact(
+        self,
+        prompt_index: torch.Tensor,
+        generator: torch.Generator,
+        omega_prime: float | None = None,
+        alpha_hat: float | None = None,
+    ) -> torch.Tensor:
+        """Content completions [N, L] drawn from the exact prior (no coefficients) or the exact target of
+        (ω', α̂), one per entry of ``prompt_index`` [N], by ancestral sampling from the per-token
+        log-policies of dynamic programming: O(N·L·V), for any V and L (no enumeration)."""
+        augmented = omega_prime is not None and alpha_hat is not None
+        log_policy = self.target_solution(omega_prime, alpha_hat).log_policy if augmented else self.prior.log_policy
+        num_masks = 2 ** len(self.target_words)
+        bit = self._target_bits()
+        word = self._first_words()[prompt_index]
+        mask = torch.zeros_like(word)
+        completion = []
+        for t in range(self.completion_length):
+            state = word * num_masks + mask if augmented else word
+            word = torch.multinomial(log_policy[t, state].exp(), 1, generator=generator).squeeze(-1)
+            mask = mask | bit[word]
+            completion.append(word)
+        return torch.stack(completion, dim=1)
+
     def exact_policy_statistics(self, omega_prime: float | None = None, alpha_hat: float | None = None) -> dict:
         """Expected basic / add-on / total reward and KL(π ‖ exact prior) of the exact prior or target.
 
@@ -494,9 +518,14 @@ class ToyWorld:
             self._completions = torch.tensor(list(itertools.product(range(V), repeat=L)), dtype=torch.long)
         return self._completions
 
+    @property
+    def enumerable(self) -> bool:
+        """Whether V^L ≤ ``max_enumeration``: evaluation is then exact by enumeration."""
+        return self.vocab_size**self.completion_length <= self.config.max_enumeration
+
     def _check_enumerable(self) -> None:
         count = self.vocab_size**self.completion_length
-        if count > self.config.max_enumeration:
+        if not self.enumerable:
             raise ValueError(f"V^L = {count} completions exceed max_enumeration={self.config.max_enumeration}")
 
     def _first_words(self) -> torch.Tensor:
@@ -620,7 +649,7 @@ class ToyWorld:
         model.eval()
         try:
             if exact is None:
-                exact = self.vocab_size**self.completion_length <= self.config.max_enumeration
+                exact = self.enumerable
             if exact:
                 raw, content = self._model_log_probs(model, 4096)
                 result = self.evaluate_log_probs(content if content_only else raw, omega_prime, alpha_hat)

@@ -20,6 +20,7 @@ from rpg_llm.toy.oracle_benchmark import __main__ as cli
 from rpg_llm.toy.oracle_benchmark import contract, harness, registry, report
 from rpg_llm.toy.oracle_benchmark.contract import BenchmarkSettings, Contender, OracleProbe, restrict_to_content
 from rpg_llm.toy.tiny_llama import tiny_llama_config, word_tokenizer
+from rpg_llm.toy.world import ToyWorldArguments
 
 
 # ---------------------------------------------------------------- OracleProbe: evaluation points and clock
@@ -284,6 +285,9 @@ BAD_INPUTS = [
     (["--evaluations", "0"], "evaluations must be >= 1, got 0"),
     (["--completions", "4", "--evaluations", "8"], "--evaluations (8) must be <= --completions (4)"),
     (["--seeds", "x"], "invalid int value: 'x'"),
+    (["--world-vocab-size", "1"], "vocab_size must be in [2, 256], got 1"),
+    (["--world-completion-length", "0"], "completion_length must be >= 1, got 0"),
+    (["--world-distill-steps", "-5"], "distill_steps must be >= 0, got -5"),
 ]
 
 
@@ -301,6 +305,13 @@ def test_cli_defaults_are_every_contender_and_seeds_0_1_2():
     args, settings, keys = cli.parse_args([])
     assert keys == list(registry.all_contenders()) and args.seeds == [0, 1, 2] and args.jobs == 1
     assert settings == BenchmarkSettings() and not args.report_only
+    assert args.world.world_config() == ToyWorldArguments().world_config()  # the embedded job's world
+
+
+def test_cli_world_flags_name_a_larger_world():
+    args, _, _ = cli.parse_args(["--world-vocab-size", "64", "--world-completion-length", "16"])
+    config = args.world.world_config()
+    assert (config.vocab_size, config.completion_length) == (64, 16) and config.num_prompts == 4
 
 
 # ---------------------------------------------------------------- end to end (slow)

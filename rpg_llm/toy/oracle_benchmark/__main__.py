@@ -15,6 +15,7 @@ import sys
 import time
 
 from rpg_llm.toy.oracle_benchmark.contract import BenchmarkSettings
+from rpg_llm.toy.world import ToyWorldArguments
 
 DEFAULT_SETTINGS = BenchmarkSettings()
 
@@ -32,7 +33,27 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--results-dir", default="results/llm", help="where oracle_benchmark.md/.json/.png go")
     parser.add_argument("--runs-dir", default="runs/oracle_benchmark", help="cache of finished runs")
     parser.add_argument("--report-only", action="store_true", help="write the report from cached runs; run nothing")
+    world = parser.add_argument_group("world", "the toy world (default: the embedded job's, 8 words × 4 tokens)")
+    for name in WORLD_FIELDS:
+        spec = ToyWorldArguments.__dataclass_fields__[name]
+        flag = "--" + name.replace("_", "-")
+        world.add_argument(flag, type=_field_type(spec), default=spec.default, help=spec.metadata.get("help"))
     return parser
+
+
+# ToyWorldArguments' fields that name a world: a larger one (e.g. 64 words × 16 tokens) is scored by Monte Carlo
+WORLD_FIELDS = (
+    "world_vocab_size",
+    "world_completion_length",
+    "world_num_prompts",
+    "world_seed",
+    "world_distill_steps",
+    "world_cache_dir",
+)
+
+
+def _field_type(spec):
+    return str if spec.default is None else type(spec.default)
 
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, BenchmarkSettings, list[str]]:
@@ -63,6 +84,10 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, BenchmarkSettings, 
         parser.error(str(error))
     if args.evaluations > args.completions:
         parser.error(f"--evaluations ({args.evaluations}) must be <= --completions ({args.completions})")
+    try:  # ToyWorldConfig names the bad field and value
+        args.world = ToyWorldArguments(**{name: getattr(args, name) for name in WORLD_FIELDS})
+    except ValueError as error:
+        parser.error(str(error))
     return args, settings, keys
 
 
@@ -70,12 +95,12 @@ def main(argv: list[str] | None = None) -> int:
     from rpg.utils.provenance import provenance
     from rpg_llm.toy.oracle_benchmark.harness import load_results, run_benchmark, run_folder
     from rpg_llm.toy.oracle_benchmark.report import collect, write_report
-    from rpg_llm.toy.world import ToyWorld, ToyWorldArguments
+    from rpg_llm.toy.world import ToyWorld
 
     argv = sys.argv[1:] if argv is None else list(argv)
     args, settings, keys = parse_args(argv)
     started = time.perf_counter()
-    world = ToyWorld.build(ToyWorldArguments().world_config())  # once, before any worker starts
+    world = ToyWorld.build(args.world.world_config(), args.world.world_cache_dir)  # once, before any worker starts
     folder = run_folder(args.runs_dir, settings, world)
     failed = None
     if not args.report_only:

@@ -185,6 +185,25 @@ def test_content_only_law_never_leaves_the_support_and_monte_carlo_agrees_within
     assert abs(mc["off_support_mass"] - exact["off_support_mass"]) < 0.01
 
 
+@pytest.mark.parametrize("omega_prime,alpha_hat", [(None, None), (0.5, 0.25), (0.0, 0.5)])
+def test_exact_sampling_draws_the_enumerated_law(world, omega_prime, alpha_hat):
+    # Ancestral sampling from the per-token DP policy has the law that enumeration gives: Pearson's χ² over
+    # every completion of each prompt stays within 5 standard deviations of its mean (degrees of freedom).
+    exact = (
+        world.exact_prior_log_probs() if omega_prime is None else world.exact_target_log_probs(omega_prime, alpha_hat)
+    ).exp()  # [prompts, V^L]
+    V, L, n = world.vocab_size, world.completion_length, 20_000
+    g = torch.Generator().manual_seed(7)
+    for prompt in range(len(world.prompts)):
+        ys = world.sample_exact(torch.full((n,), prompt), g, omega_prime, alpha_hat)
+        index = (ys * V ** torch.arange(L - 1, -1, -1)).sum(-1)  # lexicographic, as all_completions()
+        counts = torch.bincount(index, minlength=V**L).double()
+        expected = n * exact[prompt]
+        chi2 = float(((counts - expected) ** 2 / expected).sum())
+        dof = V**L - 1
+        assert chi2 < dof + 5 * math.sqrt(2 * dof), (prompt, chi2)
+
+
 def test_a_large_world_builds_and_evaluates_without_enumeration(tmp_path):
     # V = 128 words, L = 24 tokens: 128^24 completions; the exact tables are dynamic programming.
     config = ToyWorldConfig(vocab_size=128, completion_length=24, distill_steps=0, hidden_size=32, num_heads=2)
@@ -198,16 +217,14 @@ def test_a_large_world_builds_and_evaluates_without_enumeration(tmp_path):
     assert 0 < stats["addon"] <= config.addon_scale * config.num_target_words and stats["kl_to_prior"] > 0
     # Log-densities of completions drawn from the exact target's per-token policy sum to its log-probability.
     solution = world.target_solution(0.5, 0.25)
-    g = torch.Generator().manual_seed(0)
+    ys = world.sample_exact(torch.zeros(8, dtype=torch.long), torch.Generator().manual_seed(0), 0.5, 0.25)
     first = world._first_words()[:1].expand(8)
-    state, ys, log_p = first * 4, [], torch.zeros(8, dtype=torch.float64)
     next_state, _, _ = world._augmented_mdp()
+    state, log_p = first * 4, torch.zeros(8, dtype=torch.float64)
     for t in range(config.completion_length):
-        action = torch.multinomial(solution.policy[t, state], 1, generator=g).squeeze(-1)
-        log_p += solution.log_policy[t, state, action]
-        ys.append(action)
-        state = next_state[state, action]
-    torch.testing.assert_close(world.exact_log_probs(first, torch.stack(ys, 1), 0.5, 0.25), log_p, rtol=0, atol=1e-9)
+        log_p += solution.log_policy[t, state, ys[:, t]]
+        state = next_state[state, ys[:, t]]
+    torch.testing.assert_close(world.exact_log_probs(first, ys, 0.5, 0.25), log_p, rtol=0, atol=1e-9)
     mc = world.evaluate(world.load_prior_model(), 0.5, 0.25, num_samples=64)
     assert mc["method"].startswith("monte_carlo") and mc["kl_to_target_stderr"] > 0
     assert 0 < mc["off_support_mass"] < 1  # an untrained model's raw law leaves the content words
