@@ -197,8 +197,11 @@ def test_report_findings_from_synthetic_runs():
     assert lines[0].startswith("**GOOD** reaches its target (final KL 0.030 ± 0.014 nats ≤ 0.05")
     # per-seed drops 0.02 and 0.03: mean 0.025, s.e. 0.005, clearly positive
     assert "still falling over the last two points (0.055 → 0.030; drop 0.025 ± 0.005 s.e. over seeds)" in lines[0]
-    assert lines[1].startswith("**SLOW** does not reach its target in this budget (final KL 0.350 ± 0.000 nats > 0.05")
-    assert "flat within seed noise over the last two points (0.300 → 0.350; drop -0.050 ± 0.000" in lines[1]
+    # one seed, evaluated exactly: no spread and no noise estimate, so no claim about the trend
+    assert lines[1].startswith(
+        "**SLOW** does not reach its target in this budget (final KL 0.350 nats (one seed) > 0.05"
+    )
+    assert "over the last two points 0.300 → 0.350 (one seed, evaluated exactly: no noise estimate" in lines[1]
     assert "Residual − KL: basic +1.500, add-on +0.250, total +1.750." in lines[2]  # exact targets
     assert (
         "GOOD (final KL 0.030)" in lines[3] and "Residual − KL: basic +1.000, add-on +0.500, total +1.500." in lines[3]
@@ -212,7 +215,21 @@ def test_a_drop_within_seed_noise_is_not_called_falling():
     drop = report.table_rows(results)[0]["summary"]["last_drop"]
     assert drop["mean"] == pytest.approx(0.0075) and drop["stderr"] == pytest.approx(0.0125)
     assert not drop["falling"]
-    assert "flat within seed noise" in report.findings(results)[0]
+    assert "flat within noise" in report.findings(results)[0] and "s.e. over seeds" in report.findings(results)[0]
+
+
+@pytest.mark.parametrize("last_kl, verdict", [(0.25, "still falling"), (0.28, "flat within noise")])
+def test_one_seed_scored_by_monte_carlo_tests_its_drop_against_the_monte_carlo_error(last_kl, verdict):
+    # A world too large to enumerate: each point has a Monte Carlo s.e. (0.01 here), so one seed's drop has one
+    # too, √2·0.01 = 0.0141: a drop of 0.05 is > 2 s.e., a drop of 0.02 is not.
+    results = _synthetic_results()
+    for point, kl in zip(results["contenders"]["slow"]["runs"][0]["curve"], [0.8, 0.5, 0.3, last_kl]):
+        point.update(kl_to_target=kl, kl_stderr=0.01)
+    row = report.table_rows(results)[1]
+    drop = row["summary"]["last_drop"]
+    assert drop["stderr"] == pytest.approx(math.sqrt(2) * 0.01) and drop["source"] == "Monte Carlo s.e., one seed"
+    assert row["final_kl"] == f"{last_kl:.3f} (n=1), MC s.e. ≤ 0.010"
+    assert f"{verdict} over the last two points" in report.findings(results)[1]
 
 
 def test_report_writes_md_json_png(tmp_path):

@@ -64,8 +64,9 @@ def contender_summary(entry: dict, budget: int) -> dict:
     curves = [run["curve"] for run in entry["runs"]]
     n = min(len(c) for c in curves)  # seeds share evaluation points; a short curve trims the others
     completions = np.array([p["completions"] for p in curves[0][:n]], dtype=float)
-    kl, seconds, basic, addon = (
-        np.array([[p[k] for p in c[:n]] for c in curves]) for k in ("kl_to_target", "seconds", "basic", "addon")
+    kl, kl_stderr, seconds, basic, addon = (
+        np.array([[p[k] for p in c[:n]] for c in curves])
+        for k in ("kl_to_target", "kl_stderr", "seconds", "basic", "addon")
     )
     kl_mean = kl.mean(0)
     reached = [int(c) for c, value in zip(completions, kl_mean) if value <= REACHED_NATS]
@@ -86,16 +87,22 @@ def contender_summary(entry: dict, budget: int) -> dict:
         "addon": float(addon[:, -1].mean()),
         "total": float((basic + addon)[:, -1].mean()),
         "previous_kl_mean": float(kl_mean[-2]) if n > 1 else None,
-        "last_drop": _last_drop(kl) if n > 1 else None,
+        "last_drop": _last_drop(kl, kl_stderr) if n > 1 else None,
     }
 
 
-def _last_drop(kl: np.ndarray) -> dict:
-    """The per-seed drop of KL over the last two curve points: mean, its standard error over seeds, and
-    whether it is clearly positive (mean > 2 s.e.; with one seed, any drop counts)."""
+def _last_drop(kl: np.ndarray, kl_stderr: np.ndarray) -> dict:
+    """The per-seed drop of KL over the last two curve points [seeds, points]: its mean, a standard error and
+    whether the drop is clearly positive (mean > 2 s.e.). Several seeds: the s.e. over seeds (it contains any
+    Monte Carlo noise). One seed: the Monte Carlo s.e. of the difference of two independent estimates; an
+    exact evaluation of one seed has no noise estimate, so ``falling`` is then None (undecided)."""
     drops = kl[:, -2] - kl[:, -1]
-    stderr = float(drops.std(ddof=1) / np.sqrt(len(drops))) if len(drops) > 1 else 0.0
-    return {"mean": float(drops.mean()), "stderr": stderr, "falling": bool(drops.mean() > 2 * stderr)}
+    if len(drops) > 1:
+        stderr, source = float(drops.std(ddof=1) / np.sqrt(len(drops))), "s.e. over seeds"
+    else:
+        stderr, source = float(np.hypot(kl_stderr[0, -2], kl_stderr[0, -1])), "Monte Carlo s.e., one seed"
+    falling = None if stderr == 0 and len(drops) == 1 else bool(drops.mean() > 2 * stderr)
+    return {"mean": float(drops.mean()), "stderr": stderr, "source": source, "falling": falling}
 
 
 def _target_text(family: str, omega_prime: float, alpha_hat: float) -> str:
@@ -134,7 +141,7 @@ def table_rows(results: dict) -> list[dict]:
     rows = []
     for key, entry in results["contenders"].items():
         s = contender_summary(entry, budget)
-        final = f"{s['final_kl_mean']:.3f} ± {s['final_kl_std']:.3f} (n={len(s['seeds'])})"
+        final = _final_kl(s) + f" (n={len(s['seeds'])})"
         if s["final_kl_max_stderr"] > 0:
             final += f", MC s.e. ≤ {s['final_kl_max_stderr']:.3f}"
         reach = "not reached" if s["completions_to_reach"] is None else f"{s['completions_to_reach']:,}"
@@ -170,9 +177,16 @@ def target_rows(results: dict) -> list[dict]:
     ]
 
 
+def _final_kl(s: dict) -> str:
+    """Mean ± std over seeds; one seed has no spread to show."""
+    if len(s["seeds"]) == 1:
+        return f"{s['final_kl_mean']:.3f}"
+    return f"{s['final_kl_mean']:.3f} ± {s['final_kl_std']:.3f}"
+
+
 def _contender_finding(row: dict) -> str:
     s = row["summary"]
-    kl = f"final KL {s['final_kl_mean']:.3f} ± {s['final_kl_std']:.3f} nats"
+    kl = f"final KL {_final_kl(s)} nats" + (" (one seed)" if len(s["seeds"]) == 1 else "")
     if s["final_kl_mean"] <= REACHED_NATS:
         first = f"first within {REACHED_NATS} at {s['completions_to_reach']:,} completions"
         verdict = f"reaches its target ({kl} ≤ {REACHED_NATS}; {first})"
@@ -183,9 +197,12 @@ def _contender_finding(row: dict) -> str:
         trend = "one curve point only"
     else:
         drop, last = s["last_drop"], f"{s['previous_kl_mean']:.3f} → {s['final_kl_mean']:.3f}"
-        noise = f"drop {drop['mean']:.3f} ± {drop['stderr']:.3f} s.e. over seeds"
-        state = "still falling" if drop["falling"] else "flat within seed noise"
-        trend = f"{state} over the last two points ({last}; {noise})"
+        if drop["falling"] is None:
+            trend = f"over the last two points {last} (one seed, evaluated exactly: no noise estimate to test the drop)"
+        else:
+            noise = f"drop {drop['mean']:.3f} ± {drop['stderr']:.3f} {drop['source']}"
+            state = "still falling" if drop["falling"] else "flat within noise"
+            trend = f"{state} over the last two points ({last}; {noise})"
     return f"**{row['contender']}** {verdict}; {trend}."
 
 
