@@ -411,10 +411,15 @@ class ToyWorld:
 
         ``first_words`` [N] is each completion's last prompt word; cost O(N·L), for any V and L.
         """
+        log_policy, augmented = self._log_policy_of(omega_prime, alpha_hat)
+        return self._sequence_log_prob(log_policy, first_words, completions, augmented)
+
+    def _log_policy_of(self, omega_prime: float | None, alpha_hat: float | None) -> tuple[torch.Tensor, bool]:
+        """(per-token log-policy [L, S, A], whether its states are augmented with the mentioned-targets mask):
+        the exact prior's without coefficients, the exact target's of (ω', α̂) with them."""
         if omega_prime is None or alpha_hat is None:
-            return self._sequence_log_prob(self.prior.log_policy, first_words, completions, augmented=False)
-        solution = self.target_solution(omega_prime, alpha_hat)
-        return self._sequence_log_prob(solution.log_policy, first_words, completions, augmented=True)
+            return self.prior.log_policy, False
+        return self.target_solution(omega_prime, alpha_hat).log_policy, True
 
     def _sequence_log_prob(
         self, log_policy: torch.Tensor, first_words: torch.Tensor, completions: torch.Tensor, augmented: bool
@@ -441,8 +446,7 @@ class ToyWorld:
         """Content completions [N, L] drawn from the exact prior (no coefficients) or the exact target of
         (ω', α̂), one per entry of ``prompt_index`` [N], by ancestral sampling from the per-token
         log-policies of dynamic programming: O(N·L·V), for any V and L (no enumeration)."""
-        augmented = omega_prime is not None and alpha_hat is not None
-        log_policy = self.target_solution(omega_prime, alpha_hat).log_policy if augmented else self.prior.log_policy
+        log_policy, augmented = self._log_policy_of(omega_prime, alpha_hat)
         num_masks = 2 ** len(self.target_words)
         bit = self._target_bits()
         word = self._first_words()[prompt_index]
