@@ -15,9 +15,17 @@ import pytest
 import torch
 from transformers import LlamaForCausalLM
 
+from rpg_llm.ppo import cli as ppo_cli
 from rpg_llm.ppo.sampling import suppress_tokens
 from rpg_llm.toy.oracle_benchmark import __main__ as cli
-from rpg_llm.toy.oracle_benchmark import contract, harness, registry, report
+from rpg_llm.toy.oracle_benchmark import (
+    contract,
+    harness,
+    preference_contenders,
+    registry,
+    report,
+    trl_contenders,
+)
 from rpg_llm.toy.oracle_benchmark.contract import BenchmarkSettings, Contender, OracleProbe, restrict_to_content
 from rpg_llm.toy.tiny_llama import tiny_llama_config, word_tokenizer
 from rpg_llm.toy.world import ToyWorldArguments
@@ -289,6 +297,27 @@ def test_harness_caches_each_run_and_skips_it_on_rerun(monkeypatch, tmp_path, to
     assert harness.result_path(folder, "fake", 1).read_text() == first
     other = harness.run_folder(tmp_path, BenchmarkSettings(completions=128, evaluations=1), world)
     assert other != folder  # another budget is another cache folder
+
+
+TRAINER_SETTING_CHANGES = {
+    "rpg's PPO defaults": lambda mp: mp.setattr(
+        ppo_cli, "TOY_DEFAULTS", {**ppo_cli.TOY_DEFAULTS, "learning_rate": 5e-4}
+    ),
+    "TRL's schedule": lambda mp: mp.setattr(trl_contenders, "PASSES", 2),
+    "the preference learning rate": lambda mp: mp.setattr(preference_contenders, "LEARNING_RATE", 1e-4),
+    "the shared Trainer arguments": lambda mp: mp.setitem(contract.TRAINER_ARGS, "optim", "sgd"),
+}
+
+
+@pytest.mark.parametrize("change", TRAINER_SETTING_CHANGES)
+def test_changing_a_trainer_setting_moves_the_run_cache(change, monkeypatch, toy_world):
+    # Runs made with the old setting must not be served after it changes: the folder's key covers it.
+    world = toy_world(vocab_size=3, completion_length=2, num_prompts=2, distill_steps=0, hidden_size=16, num_heads=2)
+    settings = BenchmarkSettings(completions=256, evaluations=2)
+    before = harness.run_folder("runs", settings, world)
+    assert harness.run_folder("runs", settings, world) == before  # deterministic
+    TRAINER_SETTING_CHANGES[change](monkeypatch)
+    assert harness.run_folder("runs", settings, world) != before
 
 
 # ---------------------------------------------------------------- CLI: bad input, one line, before any work

@@ -38,10 +38,16 @@ class RunSpec:
 
 
 def run_hash(settings: BenchmarkSettings, world: ToyWorld) -> str:
-    """12 hex digits naming the settings + world config a result depends on."""
-    payload = json.dumps(
-        {"settings": dataclasses.asdict(settings), "world": dataclasses.asdict(world.config)}, sort_keys=True
-    )
+    """12 hex digits naming what a result depends on: the benchmark's settings, the world's config and the
+    contenders' own trainer settings (``registry.trainer_settings``)."""
+    from rpg_llm.toy.oracle_benchmark.registry import trainer_settings
+
+    payload = {
+        "settings": dataclasses.asdict(settings),
+        "world": dataclasses.asdict(world.config),
+        "trainers": trainer_settings(),
+    }
+    payload = json.dumps(payload, sort_keys=True)
     return hashlib.sha1(payload.encode()).hexdigest()[:12]
 
 

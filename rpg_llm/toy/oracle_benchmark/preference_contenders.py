@@ -44,6 +44,11 @@ PAIRS_PER_STEP = 32  # pairs per AdamW step (no accumulation)
 LEARNING_RATE = 3e-4  # AdamW, linear decay to 0 over the single pass (the toy DPO job's rate; see the docs)
 
 
+def trainer_settings() -> dict:
+    """What these runs depend on beyond the benchmark's settings and world (part of the run cache's key)."""
+    return {"pairs_per_step": PAIRS_PER_STEP, "learning_rate": LEARNING_RATE, "trainer_args": TRAINER_ARGS}
+
+
 def preference_coefficients(loss_type: str, settings: BenchmarkSettings) -> dict:
     """The loss's coefficients: β for DPO (``sigmoid``) and CE; α̂, ω' for ``decoupled`` (eq. 25)."""
     if loss_type == "decoupled":

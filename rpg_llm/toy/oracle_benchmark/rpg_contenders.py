@@ -29,6 +29,13 @@ ESTIMATORS = {
 FAMILIES = {"residual": "Residual", "kl": "KL"}
 
 
+def trainer_settings() -> dict:
+    """What these runs depend on beyond the benchmark's settings and world (part of the run cache's key)."""
+    from rpg_llm.ppo.cli import TOY_DEFAULTS
+
+    return {"toy_ppo_defaults": TOY_DEFAULTS}
+
+
 def run_rpg(
     world: ToyWorld,
     settings: BenchmarkSettings,

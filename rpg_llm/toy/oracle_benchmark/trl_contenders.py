@@ -47,6 +47,12 @@ PASSES = 4  # passes over each generation (TRL's num_iterations; the toy PPO job
 LEARNING_RATE = 1e-3  # AdamW, linear decay to 0 over the run (the toy PPO job's)
 
 
+def trainer_settings() -> dict:
+    """What these runs depend on beyond the benchmark's settings and world (part of the run cache's key)."""
+    schedule = dict(generation_batch=GENERATION_BATCH, mini_batches=MINI_BATCHES, passes=PASSES)
+    return {**schedule, "learning_rate": LEARNING_RATE, "trainer_args": TRAINER_ARGS}
+
+
 @dataclass(frozen=True)
 class TRLSchedule:
     """How a budget of completions maps onto TRL's generation and optimizer steps (single process)."""
