@@ -49,15 +49,15 @@ def sample_preference_pairs(world: ToyWorld, num_pairs: int, seed: int = 0) -> D
         first_wins = torch.rand(len(completions), generator=generator) < torch.sigmoid(reward[:, 0] - reward[:, 1])
         chosen_side = (~first_wins).long()  # column of the chosen completion: 0 when the first wins
         rejected_side = 1 - chosen_side
-        rows = torch.arange(len(completions))
+        row_index = torch.arange(len(completions))
         parts["prompt"].append(prompt_index)
-        parts["chosen"].append(completions[rows, chosen_side])
-        parts["rejected"].append(completions[rows, rejected_side])
-        parts["margin"].append(reward[rows, chosen_side] - reward[rows, rejected_side])
+        parts["chosen"].append(completions[row_index, chosen_side])
+        parts["rejected"].append(completions[row_index, rejected_side])
+        parts["margin"].append(reward[row_index, chosen_side] - reward[row_index, rejected_side])
         if pair is not None:
             pair = pair[distinct]
-            parts["chosen_index"].append(pair[rows, chosen_side])
-            parts["rejected_index"].append(pair[rows, rejected_side])
+            parts["chosen_index"].append(pair[row_index, chosen_side])
+            parts["rejected_index"].append(pair[row_index, rejected_side])
         collected += len(completions)
     picked = {key: torch.cat(values)[:num_pairs] for key, values in parts.items() if values}
 

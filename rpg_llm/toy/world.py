@@ -417,7 +417,9 @@ class ToyWorld:
     def _log_policy_of(self, omega_prime: float | None, alpha_hat: float | None) -> tuple[torch.Tensor, bool]:
         """(per-token log-policy [L, S, A], whether its states are augmented with the mentioned-targets mask):
         the exact prior's without coefficients, the exact target's of (ω', α̂) with them."""
-        if omega_prime is None or alpha_hat is None:
+        if (omega_prime is None) != (alpha_hat is None):
+            raise ValueError(f"give both omega_prime and alpha_hat or neither, got {omega_prime=}, {alpha_hat=}")
+        if omega_prime is None:
             return self.prior.log_policy, False
         return self.target_solution(omega_prime, alpha_hat).log_policy, True
 
@@ -446,6 +448,10 @@ class ToyWorld:
         """Content completions [N, L] drawn from the exact prior (no coefficients) or the exact target of
         (ω', α̂), one per entry of ``prompt_index`` [N], by ancestral sampling from the per-token
         log-policies of dynamic programming: O(N·L·V), for any V and L (no enumeration)."""
+        num_prompts = len(self.prompt_words)
+        out_of_range = prompt_index.numel() > 0 and (prompt_index.min() < 0 or prompt_index.max() >= num_prompts)
+        if prompt_index.dim() != 1 or out_of_range:
+            raise ValueError(f"prompt_index must be a 1-D tensor of indices in [0, {num_prompts}), got {prompt_index}")
         log_policy, augmented = self._log_policy_of(omega_prime, alpha_hat)
         num_masks = 2 ** len(self.target_words)
         bit = self._target_bits()

@@ -94,7 +94,9 @@ def contender_summary(entry: dict, budget: int) -> dict:
 def _last_drop(kl: np.ndarray, kl_stderr: np.ndarray) -> dict:
     """The per-seed drop of KL over the last two curve points [seeds, points]: its mean, a standard error and
     whether the drop is clearly positive (mean > 2 s.e.). Several seeds: the s.e. over seeds (it contains any
-    Monte Carlo noise). One seed: the Monte Carlo s.e. of the difference of two independent estimates; an
+    Monte Carlo noise). One seed: the Monte Carlo s.e. of the difference as if the two estimates were
+    independent (the probe draws both with the same seed, so they are positively correlated and this s.e. is
+    conservative: a real drop may be called flat, a flat curve is not called falling); an
     exact evaluation of one seed has no noise estimate, so ``falling`` is then None (undecided)."""
     drops = kl[:, -2] - kl[:, -1]
     if len(drops) > 1:
