@@ -427,16 +427,27 @@ class ToyWorld:
         self, log_policy: torch.Tensor, first_words: torch.Tensor, completions: torch.Tensor, augmented: bool
     ) -> torch.Tensor:
         """Σ_t log π_t(y_t|s_t) for content completions [N, L] starting after ``first_words`` [N]."""
+        _, total = self._walk(
+            log_policy, first_words, augmented, completions.shape[1], lambda t, state: completions[:, t]
+        )
+        return total
+
+    def _walk(self, log_policy: torch.Tensor, first_words: torch.Tensor, augmented: bool, steps: int, choose):
+        """Walk the token MDP for ``steps`` tokens from ``first_words`` [N]: at step t the state is the last word
+        (plus, ``augmented``, the mask of target words mentioned so far) and ``choose(t, state)`` gives the words
+        [N]. Returns (the words [N, steps], Σ_t log π_t(word_t | state_t) [N] under ``log_policy``)."""
         num_masks = 2 ** len(self.target_words)
         bit = self._target_bits()
         word, mask = first_words, torch.zeros_like(first_words)
-        total = torch.zeros(completions.shape[0], dtype=torch.float64)
-        for t in range(completions.shape[1]):
-            action = completions[:, t]
+        total = torch.zeros(first_words.shape[0], dtype=torch.float64)
+        words = []
+        for t in range(steps):
             state = word * num_masks + mask if augmented else word
-            total += log_policy[t, state, action]
-            word, mask = action, mask | bit[action]
-        return total
+            word = choose(t, state)
+            total += log_policy[t, state, word]
+            mask = mask | bit[word]
+            words.append(word)
+        return torch.stack(words, dim=1) if words else first_words.new_empty(first_words.shape[0], 0), total
 
     def sample_exact(
         self,
@@ -453,17 +464,13 @@ class ToyWorld:
         if prompt_index.dim() != 1 or out_of_range:
             raise ValueError(f"prompt_index must be a 1-D tensor of indices in [0, {num_prompts}), got {prompt_index}")
         log_policy, augmented = self._log_policy_of(omega_prime, alpha_hat)
-        num_masks = 2 ** len(self.target_words)
-        bit = self._target_bits()
-        word = self._first_words()[prompt_index]
-        mask = torch.zeros_like(word)
-        completion = []
-        for t in range(self.completion_length):
-            state = word * num_masks + mask if augmented else word
-            word = torch.multinomial(log_policy[t, state].exp(), 1, generator=generator).squeeze(-1)
-            mask = mask | bit[word]
-            completion.append(word)
-        return torch.stack(completion, dim=1)
+
+        def draw(t: int, state: torch.Tensor) -> torch.Tensor:
+            return torch.multinomial(log_policy[t, state].exp(), 1, generator=generator).squeeze(-1)
+
+        first_words = self._first_words()[prompt_index]
+        completions, _ = self._walk(log_policy, first_words, augmented, self.completion_length, draw)
+        return completions
 
     def exact_policy_statistics(self, omega_prime: float | None = None, alpha_hat: float | None = None) -> dict:
         """Expected basic / add-on / total reward and KL(π ‖ exact prior) of the exact prior or target.
