@@ -3,7 +3,8 @@
     python benchmarks/toy_group_scaling.py [--iterations 120] [--seeds 0 1]
 
 Each estimator trains the distilled prior of the embedded default's toy world with Residual's (ω', α̂) =
-(0.5, 0.25) and the embedded default's PPO settings (128 completions per iteration, k = 4 per prompt).
+(0.5, 0.25) and the oracle benchmark's schedule (128 completions per iteration in 2 mini-batches × 4 epochs,
+k = 4 per prompt; the embedded default's until it moved to 256 × 2 epochs).
 Every ``--every`` iterations it records, exactly (enumerating all completions), KL(πθ ‖ π*) per prompt and
 the std of eq. 8's sequence return R(x, y) under πθ per prompt — the σ_x that GRPO divides by. Writes
 ``results/llm/critic_free_group_scaling.json`` and ``.md`` (see docs/llm_critic_free.md).
@@ -116,10 +117,15 @@ def main(argv: list[str] | None = None) -> int:
     from rpg.utils.atomic import write_json_atomic, write_text_atomic
     from rpg.utils.provenance import provenance
     from rpg_llm.ppo.cli import _parse
+    from rpg_llm.toy.oracle_benchmark.contract import ON_POLICY_SCHEDULE as schedule
     from rpg_llm.toy.world import ToyWorld
 
+    # The schedule the committed study ran with (the oracle benchmark's), not the toy job's current default.
     _, experiment, ppo_args, _ = _parse(
         ["--max_steps", str(cli.iterations), "--output_dir", "outputs/toy_group_scaling"]
+        + ["--per_device_train_batch_size", str(schedule.generation_batch // schedule.mini_batches)]
+        + ["--num_mini_batches", str(schedule.mini_batches), "--num_ppo_epochs", str(schedule.passes)]
+        + ["--learning_rate", str(schedule.learning_rate)]
     )
     world = ToyWorld.build(experiment.world_config(), experiment.world_cache_dir)
     started = time.perf_counter()

@@ -59,11 +59,23 @@ class ToyExperimentArguments(ToyWorldArguments):
     group_num_generations: int = field(
         default=4, metadata={"help": "completions per prompt of the residual_rloo / residual_grpo rows (k)"}
     )
+    grpo_scale_rewards: str = field(
+        default="batch",
+        metadata={
+            "help": "the residual_grpo row's std scaling (group | batch | none). batch: at eq. 8's optimum every "
+            "completion of a prompt has the same return, so a per-group std shrinks to 0 and keeps the iterate "
+            "moving (docs/llm_critic_free.md)"
+        },
+    )
 
     def __post_init__(self) -> None:
         unknown = set(self.methods) - set(METHODS)
         if unknown:
             raise ValueError(f"unknown methods {sorted(unknown)}; choose from {', '.join(METHODS)}")
+        from rpg.advantage import GROUP_SCALINGS
+
+        if self.grpo_scale_rewards not in GROUP_SCALINGS:
+            raise ValueError(f"grpo_scale_rewards must be one of {GROUP_SCALINGS}, got {self.grpo_scale_rewards!r}")
         if self.group_num_generations < 2:
             raise ValueError(
                 f"group_num_generations must be >= 2 (RLOO / GRPO need a group), got {self.group_num_generations}"
@@ -210,12 +222,16 @@ def method_config(
 
 
 def _method_args(ppo_args, experiment, name, omega_prime, alpha_hat, world: ToyWorld) -> ResidualPPOConfig:
-    """:func:`method_config` of the toy job's method ``name`` (RLOO / GRPO: ``group_num_generations``)."""
+    """:func:`method_config` of the toy job's method ``name`` (RLOO / GRPO: ``group_num_generations``;
+    GRPO: ``grpo_scale_rewards``)."""
     estimator = METHODS[name][2]
     output_dir = Path(ppo_args.output_dir) / name
-    return method_config(
+    args = method_config(
         ppo_args, omega_prime, alpha_hat, estimator, experiment.group_num_generations, world, output_dir
     )
+    if estimator == "grpo":
+        args = dataclasses.replace(args, scale_rewards=experiment.grpo_scale_rewards)
+    return args
 
 
 COLUMNS = [

@@ -24,7 +24,6 @@ from rpg_llm.toy.oracle_benchmark import (
     preference_contenders,
     registry,
     report,
-    trl_contenders,
 )
 from rpg_llm.toy.oracle_benchmark.contract import BenchmarkSettings, Contender, OracleProbe, restrict_to_content
 from rpg_llm.toy.tiny_llama import tiny_llama_config, word_tokenizer
@@ -126,12 +125,13 @@ def test_rpg_contenders_are_residual_and_kl_with_ppo_rloo_grpo():
     assert {c.target(settings) for c in CONTENDERS} == {(0.5, 0.5), (0.5, 0.25)}
 
 
-def test_rpg_contenders_use_the_toy_jobs_ppo_settings():
+def test_default_ppo_config_is_what_the_toy_job_trains_with():
+    # The contenders start from it and pin the benchmark's schedule on top (test_oracle_contenders.py).
     from rpg_llm.ppo.cli import _parse
     from rpg_llm.toy.ppo_job import default_ppo_config
 
     parsed, shared = _parse([])[2], default_ppo_config()  # what `rpg ppo` with no model trains with
-    assert dataclasses.asdict(shared) == dataclasses.asdict(parsed) and shared.local_batch_size == 128
+    assert dataclasses.asdict(shared) == dataclasses.asdict(parsed) and shared.local_batch_size == 256
 
 
 # ---------------------------------------------------------------- report from a synthetic results dict
@@ -303,7 +303,9 @@ TRAINER_SETTING_CHANGES = {
     "rpg's PPO defaults": lambda mp: mp.setattr(
         ppo_cli, "TOY_DEFAULTS", {**ppo_cli.TOY_DEFAULTS, "learning_rate": 5e-4}
     ),
-    "TRL's schedule": lambda mp: mp.setattr(trl_contenders, "PASSES", 2),
+    "the on-policy contenders' schedule": lambda mp: mp.setattr(
+        contract, "ON_POLICY_SCHEDULE", dataclasses.replace(contract.ON_POLICY_SCHEDULE, passes=2)
+    ),
     "the preference learning rate": lambda mp: mp.setattr(preference_contenders, "LEARNING_RATE", 1e-4),
     "the shared Trainer arguments": lambda mp: mp.setitem(contract.TRAINER_ARGS, "optim", "sgd"),
 }

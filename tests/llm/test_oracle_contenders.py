@@ -59,6 +59,24 @@ def test_trl_schedule_matches_the_toy_ppo_budget():
         trl_schedule(BenchmarkSettings(completions=7))
 
 
+def test_rpg_and_trl_contenders_share_the_pinned_schedule_not_the_toy_jobs_default(monkeypatch):
+    # The committed benchmark runs used 128 completions × (2 mini-batches × 4 epochs) at 1e-3: the toy job's
+    # own default may move for its five-minute budget without changing what the benchmark reproduces.
+    from rpg_llm.ppo import cli as ppo_cli
+    from rpg_llm.toy.oracle_benchmark.rpg_contenders import _schedule_overrides
+    from rpg_llm.toy.ppo_job import default_ppo_config
+
+    monkeypatch.setattr(
+        ppo_cli, "TOY_DEFAULTS", {**ppo_cli.TOY_DEFAULTS, "per_device_train_batch_size": 7, "num_ppo_epochs": 9}
+    )
+    rpg = default_ppo_config(**_schedule_overrides(), output_dir="unused")
+    trl = trl_schedule(BenchmarkSettings())
+    assert rpg.local_batch_size == trl.generation_batch == 128
+    assert (rpg.num_mini_batches, rpg.num_ppo_epochs) == (trl.steps_per_generation, trl.num_iterations) == (2, 4)
+    assert rpg.learning_rate == 1e-3 and str(getattr(rpg.lr_scheduler_type, "value", rpg.lr_scheduler_type)) == "linear"
+    assert rpg.scale_rewards == "group"  # GRPO as TRL ships it
+
+
 def test_preference_coefficients_follow_the_families():
     settings = BenchmarkSettings(kl_beta=0.3, residual_omega_prime=0.6, residual_alpha_hat=0.2)
     assert preference_coefficients("sigmoid", settings) == {"beta": 0.3, "alpha_hat": None, "omega_prime": None}

@@ -24,7 +24,17 @@ import torch
 
 from rpg_llm.toy.world import ToyWorld
 
-__all__ = ["BenchmarkSettings", "CurvePoint", "OracleProbe", "Contender", "ContentRestriction", "restrict_to_content"]
+__all__ = [
+    "BenchmarkSettings",
+    "CurvePoint",
+    "OracleProbe",
+    "Contender",
+    "ContentRestriction",
+    "restrict_to_content",
+    "OnPolicySchedule",
+    "ON_POLICY_SCHEDULE",
+    "TRAINER_ARGS",
+]
 
 
 @dataclass(frozen=True)
@@ -142,6 +152,24 @@ class OracleProbe:
         if self._since is not None:
             self._since = time.perf_counter()
 
+
+@dataclass(frozen=True)
+class OnPolicySchedule:
+    """The schedule every sampling contender shares (rpg's PPO / RLOO / GRPO, TRL's GRPO / RLOO): completions
+    per generation, AdamW steps per pass over a generation, passes over it, and the peak learning rate (decaying
+    linearly to 0 at the budget's end).
+
+    Pinned here, not read from the embedded toy job: the committed benchmark runs were made with it, and
+    the toy job's own default may move for its five-minute budget (docs/toy_world.md).
+    """
+
+    generation_batch: int = 128
+    mini_batches: int = 2
+    passes: int = 4
+    learning_rate: float = 1e-3
+
+
+ON_POLICY_SCHEDULE = OnPolicySchedule()
 
 # What every contender built on transformers' Trainer shares: fp32 on CPU, a linear decay of the learning
 # rate to 0 at the budget's end, AdamW, nothing saved, evaluated or reported (the probe does the scoring),

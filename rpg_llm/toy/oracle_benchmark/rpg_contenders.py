@@ -4,9 +4,11 @@
 
 Every one trains on the reward of eq. 8, r_R + ω'·log π_prior − α̂·log πθ: the KL family is ω' = α̂ = β
 (classic KL-regularized RLHF), the Residual family ω' ≠ α̂. The PPO settings are the embedded default toy
-job's (:func:`rpg_llm.toy.ppo_job.default_ppo_config`, :func:`rpg_llm.toy.ppo_job.method_config`): the same
-learning rate, schedule, epochs and completions per iteration for all six, ``<pad>`` / ``<eos>`` suppressed
-(``suppress_token_ids``: the targets' support), and as many iterations as the budget of completions allows.
+job's (:func:`rpg_llm.toy.ppo_job.default_ppo_config`, :func:`rpg_llm.toy.ppo_job.method_config`) with the
+benchmark's shared schedule (``contract.ON_POLICY_SCHEDULE``, TRL's contenders' too: 128 completions per
+iteration, 2 mini-batches × 4 epochs, 1e-3 decaying linearly to 0): the same for all six, ``<pad>`` / ``<eos>``
+suppressed (``suppress_token_ids``: the targets' support), and as many iterations as the budget of completions
+allows. GRPO keeps TRL's default per-group std scaling (``scale_rewards="group"``).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import dataclasses
 from functools import partial
 from pathlib import Path
 
+from rpg_llm.toy.oracle_benchmark import contract
 from rpg_llm.toy.oracle_benchmark.contract import BenchmarkSettings, Contender, OracleProbe
 from rpg_llm.toy.world import ToyWorld
 
@@ -33,7 +36,20 @@ def trainer_settings() -> dict:
     """What these runs depend on beyond the benchmark's settings and world (part of the run cache's key)."""
     from rpg_llm.ppo.cli import TOY_DEFAULTS
 
-    return {"toy_ppo_defaults": TOY_DEFAULTS}
+    return {"toy_ppo_defaults": TOY_DEFAULTS, "schedule": dataclasses.asdict(contract.ON_POLICY_SCHEDULE)}
+
+
+def _schedule_overrides() -> dict:
+    """The shared schedule as ResidualPPOConfig fields (one optimizer step per mini-batch)."""
+    schedule = contract.ON_POLICY_SCHEDULE
+    return dict(
+        per_device_train_batch_size=schedule.generation_batch // schedule.mini_batches,
+        gradient_accumulation_steps=1,
+        num_mini_batches=schedule.mini_batches,
+        num_ppo_epochs=schedule.passes,
+        learning_rate=schedule.learning_rate,
+        lr_scheduler_type="linear",
+    )
 
 
 def run_rpg(
@@ -52,7 +68,9 @@ def run_rpg(
 
     omega_prime, alpha_hat = settings.kl_target if family == "kl" else settings.residual_target
     estimator = ESTIMATORS[kind][1]
-    shared = default_ppo_config(output_dir=str(output_dir), seed=seed, disable_tqdm=True, logging_strategy="no")
+    shared = default_ppo_config(
+        **_schedule_overrides(), output_dir=str(output_dir), seed=seed, disable_tqdm=True, logging_strategy="no"
+    )
     per_iteration = shared.local_batch_size  # the same for all six: RLOO / GRPO hold that / k prompts
     iterations = settings.completions // per_iteration
     if iterations < 1:
@@ -80,7 +98,7 @@ def run_rpg(
         "ppo_epochs": args.num_ppo_epochs,
         "estimator": estimator,
         "whiten_advantages": args.whiten_advantages,
-        "scale_rewards": args.scale_rewards if estimator == "grpo" else None,
+        "scale_rewards": args.scale_rewards if estimator == "grpo" else None,  # TRL's default, "group"
         "omega_prime": omega_prime,
         "alpha_hat": alpha_hat,
         "suppress_token_ids": list(args.suppress_token_ids),

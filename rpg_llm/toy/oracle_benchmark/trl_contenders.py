@@ -6,9 +6,9 @@ penalty β·Σ_t log πθ/π_ref in the sequence reward, no advantage normalizat
 the KL family's target π_prior·exp(r_R/β), eq. 8's optimum with ω' = α̂ = β, which is what the KL term
 nominally regularizes toward.
 
-The schedule matches the toy PPO job's (recipes/configs/residual_ppo_toy.yaml): 128 completions per
-generation (32 prompts × ``num_generations``), 2 mini-batches × 4 passes = 8 AdamW steps per generation
-(TRL's ``steps_per_generation=2``, ``num_iterations=4``), learning rate 1e-3 decaying linearly to 0.
+The schedule is rpg's contenders' (``contract.ON_POLICY_SCHEDULE``): 128 completions per generation (32
+prompts × ``num_generations``), 2 mini-batches × 4 passes = 8 AdamW steps per generation (TRL's
+``steps_per_generation=2``, ``num_iterations=4``), learning rate 1e-3 decaying linearly to 0.
 
 One support: :func:`restrict_to_content` (a fixed bias of the lowest float on ``<pad>`` / ``<eos>`` in the
 LM head) on the policy and on the reference TRL builds, so every path — ``generate``, TRL's fused log-probs
@@ -18,11 +18,12 @@ and entropies, the probe — sees the same content-only law.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
+from rpg_llm.toy.oracle_benchmark import contract
 from rpg_llm.toy.oracle_benchmark.contract import (
     TRAINER_ARGS,
     BenchmarkSettings,
@@ -41,16 +42,10 @@ __all__ = [
     "run_trl_rloo",
 ]
 
-GENERATION_BATCH = 128  # completions per generation, as the toy PPO job's 128 per iteration
-MINI_BATCHES = 2  # optimizer steps per pass over a generation (TRL's steps_per_generation)
-PASSES = 4  # passes over each generation (TRL's num_iterations; the toy PPO job's num_ppo_epochs)
-LEARNING_RATE = 1e-3  # AdamW, linear decay to 0 over the run (the toy PPO job's)
-
 
 def trainer_settings() -> dict:
     """What these runs depend on beyond the benchmark's settings and world (part of the run cache's key)."""
-    schedule = dict(generation_batch=GENERATION_BATCH, mini_batches=MINI_BATCHES, passes=PASSES)
-    return {**schedule, "learning_rate": LEARNING_RATE, "trainer_args": TRAINER_ARGS}
+    return {**asdict(contract.ON_POLICY_SCHEDULE), "trainer_args": TRAINER_ARGS}
 
 
 @dataclass(frozen=True)
@@ -85,15 +80,17 @@ class TRLSchedule:
 
 
 def trl_schedule(settings: BenchmarkSettings) -> TRLSchedule:
-    """Generations of up to 128 completions (whole groups, split into 2 mini-batches) within the budget."""
-    unit = settings.num_generations * MINI_BATCHES
-    batch = min(GENERATION_BATCH, settings.completions) // unit * unit
+    """Generations of up to the shared schedule's completions (whole groups, split into its mini-batches)
+    within the budget (:data:`~rpg_llm.toy.oracle_benchmark.contract.ON_POLICY_SCHEDULE`: 128, 2, 4 passes)."""
+    shared = contract.ON_POLICY_SCHEDULE
+    unit = settings.num_generations * shared.mini_batches
+    batch = min(shared.generation_batch, settings.completions) // unit * unit
     if batch == 0:
         raise ValueError(
             f"completions={settings.completions} is below one generation of {unit} "
-            f"(num_generations={settings.num_generations} × {MINI_BATCHES} mini-batches)"
+            f"(num_generations={settings.num_generations} × {shared.mini_batches} mini-batches)"
         )
-    return TRLSchedule(batch, settings.completions // batch, MINI_BATCHES, PASSES)
+    return TRLSchedule(batch, settings.completions // batch, shared.mini_batches, shared.passes)
 
 
 def _probe_callback(probe: OracleProbe, schedule: TRLSchedule):
@@ -123,7 +120,7 @@ def _trl_config(config_class, world: ToyWorld, settings: BenchmarkSettings, seed
         steps_per_generation=schedule.steps_per_generation,
         num_iterations=schedule.num_iterations,
         max_steps=schedule.max_steps,
-        learning_rate=LEARNING_RATE,
+        learning_rate=contract.ON_POLICY_SCHEDULE.learning_rate,
         **TRAINER_ARGS,
         use_vllm=False,
         logging_steps=schedule.steps_per_cycle * 10,
