@@ -4,7 +4,7 @@
 
 Each estimator trains the distilled prior of the embedded default's toy world with Residual's (ω', α̂) =
 (0.5, 0.25) and the oracle benchmark's schedule (128 completions per iteration in 2 mini-batches × 4 epochs,
-k = 4 per prompt; the embedded default's until it moved to 256 × 2 epochs).
+1e-3 decaying linearly, k = 4 per prompt).
 Every ``--every`` iterations it records, exactly (enumerating all completions), KL(πθ ‖ π*) per prompt and
 the std of eq. 8's sequence return R(x, y) under πθ per prompt — the σ_x that GRPO divides by. Writes
 ``results/llm/critic_free_group_scaling.json`` and ``.md`` (see docs/llm_critic_free.md).
@@ -120,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     from rpg_llm.toy.oracle_benchmark.contract import ON_POLICY_SCHEDULE as schedule
     from rpg_llm.toy.world import ToyWorld
 
-    # The schedule the committed study ran with (the oracle benchmark's), not the toy job's current default.
+    # The oracle benchmark's schedule (128 per iteration, 4 epochs), fixed here so the study does not move with
+    # the toy job's default; the results file's provenance names the commit each study ran at.
     _, experiment, ppo_args, _ = _parse(
         ["--max_steps", str(cli.iterations), "--output_dir", "outputs/toy_group_scaling"]
         + ["--per_device_train_batch_size", str(schedule.generation_batch // schedule.mini_batches)]
