@@ -309,6 +309,22 @@ def test_rpg_dpo_without_dataset_and_under_a_broken_launch(files, capsys, monkey
     _assert_one_error_line(capsys, "dpo", "WORLD_SIZE=3")
 
 
+# The embedded toy job's own arguments (no model given): refused while parsing, before the world is built.
+TOY_PPO_CASES = [
+    ("toy_method", ["--methods", "greedy", "nope"], "unknown methods ['nope']"),
+    ("toy_group_size", ["--group_num_generations", "1"], "group_num_generations must be >= 2"),
+    ("toy_grpo_scaling", ["--grpo_scale_rewards", "per_token"], "grpo_scale_rewards must be one of"),
+    ("toy_alpha_zero", ["--residual_alpha_hat", "0"], "alpha_hat"),
+]
+
+
+@pytest.mark.parametrize("extra,message", [c[1:] for c in TOY_PPO_CASES], ids=[c[0] for c in TOY_PPO_CASES])
+def test_rpg_ppo_toy_job_bad_input_is_one_line_rc_2(tmp_path, capsys, extra, message):
+    assert ppo_cli.main([*extra, "--output_dir", str(tmp_path / "toy_out"), "--world_cache_dir", str(tmp_path)]) == 2
+    _assert_one_error_line(capsys, "ppo", message)
+    assert list(tmp_path.iterdir()) == []  # no world built, nothing trained
+
+
 def test_the_table_has_40_plus_cases():
     assert len(PPO_CASES) + len(DPO_CASES) + 4 >= 40  # + the launch / missing-dataset tests above
 

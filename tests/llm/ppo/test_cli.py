@@ -24,3 +24,21 @@ def test_flags_override_the_config_and_kl_coef_sets_both_coefficients():
     )
     assert ppo.max_steps == 7 and experiment.kl_beta == 0.2
     assert ppo.omega_prime == ppo.alpha_hat == 0.3
+
+
+def test_only_the_grpo_row_takes_grpo_scale_rewards():
+    from types import SimpleNamespace
+
+    from rpg_llm.toy.ppo_job import METHODS, _method_args
+
+    _, experiment, ppo, _ = _parse(["--grpo_scale_rewards", "none"])
+    world = SimpleNamespace(completion_length=4, special_token_ids=[0, 1])
+    scaling = {name: _method_args(ppo, experiment, name, 0.5, 0.25, world).scale_rewards for name in METHODS}
+    assert scaling == {
+        "greedy": "group",
+        "kl": "group",
+        "residual": "group",
+        "residual_rloo": "group",
+        "residual_grpo": "none",
+    }
+    assert _parse([])[1].grpo_scale_rewards == "batch"  # the default row: one std for the rollout
