@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         ["--max_steps", str(cli.iterations), "--output_dir", "outputs/toy_group_scaling"]
         + ["--per_device_train_batch_size", str(schedule.generation_batch // schedule.mini_batches)]
         + ["--num_mini_batches", str(schedule.mini_batches), "--num_ppo_epochs", str(schedule.passes)]
-        + ["--learning_rate", str(schedule.learning_rate)]
+        + ["--learning_rate", str(schedule.learning_rate), "--lr_scheduler_type", "linear"]
     )
     world = ToyWorld.build(experiment.world_config(), experiment.world_cache_dir)
     started = time.perf_counter()

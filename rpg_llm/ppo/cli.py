@@ -95,6 +95,29 @@ def run_model_job(script, ppo_args, model_args) -> int:
     return 0
 
 
+# Flags of a model job that the toy job replaces with its own per-method arguments.
+_TOY_JOB_REPLACES = {
+    "--omega_prime": "each method's (ω', α̂) comes from --greedy_alpha_hat, --kl_beta, --residual_omega_prime, "
+    "--residual_alpha_hat",
+    "--alpha_hat": "each method's (ω', α̂) comes from --greedy_alpha_hat, --kl_beta, --residual_omega_prime, "
+    "--residual_alpha_hat",
+    "--kl_coef": "each method's (ω', α̂) comes from --greedy_alpha_hat, --kl_beta, --residual_omega_prime, "
+    "--residual_alpha_hat",
+    "--scale_rewards": "the Residual GRPO row's std scaling comes from --grpo_scale_rewards",
+}
+
+
+def _note_flags_the_toy_job_ignores(argv: list[str]) -> None:
+    """One stderr note per reason, naming the flags given that the toy job replaces."""
+    given = {a.split("=")[0] for a in argv}
+    by_reason: dict[str, list[str]] = {}
+    for flag, reason in _TOY_JOB_REPLACES.items():
+        if flag in given:
+            by_reason.setdefault(reason, []).append(flag)
+    for reason, flags in by_reason.items():
+        print(f"note: {', '.join(flags)} ignored by the toy job; {reason}", file=sys.stderr)
+
+
 def run_toy_job(experiment, ppo_args, argv: list[str]) -> int:
     from accelerate import PartialState
 
@@ -104,15 +127,8 @@ def run_toy_job(experiment, ppo_args, argv: list[str]) -> int:
 
     state = PartialState(cpu=ppo_args.use_cpu)
     check_world_size(state.num_processes, "ppo")
-    ignored = [
-        flag for flag in ("--omega_prime", "--alpha_hat", "--kl_coef") if any(a.split("=")[0] == flag for a in argv)
-    ]
-    if ignored and state.is_main_process:
-        print(
-            f"note: {', '.join(ignored)} ignored by the toy job; each method's (ω', α̂) comes from "
-            "--greedy_alpha_hat, --kl_beta, --residual_omega_prime, --residual_alpha_hat",
-            file=sys.stderr,
-        )
+    if state.is_main_process:
+        _note_flags_the_toy_job_ignores(argv)
     started = time.perf_counter()
     world = experiment.build_world()
     result = run_toy_comparison(experiment, ppo_args, world)
@@ -123,6 +139,9 @@ def run_toy_job(experiment, ppo_args, argv: list[str]) -> int:
                 "seed": ppo_args.seed,
                 "iterations_per_method": ppo_args.max_steps,
                 "rollout_batch_per_process": ppo_args.local_batch_size,
+                "mini_batches": ppo_args.num_mini_batches,
+                "ppo_epochs": ppo_args.num_ppo_epochs,
+                "residual_grpo_scale_rewards": experiment.grpo_scale_rewards,
                 "processes": state.num_processes,
                 "wall_seconds": round(time.perf_counter() - started, 1),
             },

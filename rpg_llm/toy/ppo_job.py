@@ -74,6 +74,10 @@ class ToyExperimentArguments(ToyWorldArguments):
             raise ValueError(f"unknown methods {sorted(unknown)}; choose from {', '.join(METHODS)}")
         from rpg.advantage import GROUP_SCALINGS
 
+        # TRL's booleans, as ResidualPPOConfig.scale_rewards takes them: true = group, false = none.
+        self.grpo_scale_rewards = {"true": "group", "false": "none"}.get(
+            str(self.grpo_scale_rewards).lower(), self.grpo_scale_rewards
+        )
         if self.grpo_scale_rewards not in GROUP_SCALINGS:
             raise ValueError(f"grpo_scale_rewards must be one of {GROUP_SCALINGS}, got {self.grpo_scale_rewards!r}")
         if self.group_num_generations < 2:
@@ -269,7 +273,8 @@ def write_results(result: dict, results_dir: str | Path, name: str, facts: dict)
         '<pad>/<eos> suppressed, the targets\' support (content-only completions); "raw mass off support" is',
         "what the unsuppressed model would give to completions with <pad>/<eos>. See docs/toy_world.md.",
         "Residual RLOO / GRPO: Residual's (ω', α̂) and target, no critic, the same completions per iteration",
-        "(k per prompt); see docs/llm_critic_free.md.",
+        f"(k per prompt); GRPO's std scaling: {facts.get('residual_grpo_scale_rewards', 'group')}; see",
+        "docs/llm_critic_free.md.",
         "",
         markdown_table(result["rows"], COLUMNS),
         "",

@@ -300,9 +300,7 @@ def test_harness_caches_each_run_and_skips_it_on_rerun(monkeypatch, tmp_path, to
 
 
 TRAINER_SETTING_CHANGES = {
-    "rpg's PPO defaults": lambda mp: mp.setattr(
-        ppo_cli, "TOY_DEFAULTS", {**ppo_cli.TOY_DEFAULTS, "learning_rate": 5e-4}
-    ),
+    "rpg's PPO defaults": lambda mp: mp.setattr(ppo_cli, "TOY_DEFAULTS", {**ppo_cli.TOY_DEFAULTS, "vf_coef": 0.25}),
     "the on-policy contenders' schedule": lambda mp: mp.setattr(
         contract, "ON_POLICY_SCHEDULE", dataclasses.replace(contract.ON_POLICY_SCHEDULE, passes=2)
     ),

@@ -59,22 +59,48 @@ def test_trl_schedule_matches_the_toy_ppo_budget():
         trl_schedule(BenchmarkSettings(completions=7))
 
 
-def test_rpg_and_trl_contenders_share_the_pinned_schedule_not_the_toy_jobs_default(monkeypatch):
-    # The committed benchmark runs used 128 completions × (2 mini-batches × 4 epochs) at 1e-3: the toy job's
-    # own default may move for its five-minute budget without changing what the benchmark reproduces.
-    from rpg_llm.ppo import cli as ppo_cli
-    from rpg_llm.toy.oracle_benchmark.rpg_contenders import _schedule_overrides
-    from rpg_llm.toy.ppo_job import default_ppo_config
+class _Captured(Exception):
+    """Raised by a stand-in trainer builder to hand back the config run_rpg resolved, before any training."""
 
-    monkeypatch.setattr(
-        ppo_cli, "TOY_DEFAULTS", {**ppo_cli.TOY_DEFAULTS, "per_device_train_batch_size": 7, "num_ppo_epochs": 9}
+
+@pytest.mark.parametrize("kind", ["ppo", "rloo", "grpo"])
+def test_rpg_contenders_train_on_the_pinned_schedule_not_the_toy_jobs_default(monkeypatch, tmp_path, kind):
+    # The committed benchmark runs used 128 completions × (2 mini-batches × 4 epochs) at 1e-3, GRPO per group:
+    # the toy job's own default may move for its five-minute budget without changing what the benchmark runs.
+    from types import SimpleNamespace
+
+    from rpg_llm.ppo import cli as ppo_cli
+    from rpg_llm.toy import ppo_job
+    from rpg_llm.toy.oracle_benchmark.rpg_contenders import run_rpg
+
+    def capture(world, args, callbacks=None):
+        raise _Captured(args)
+
+    retuned = {"per_device_train_batch_size": 7, "num_mini_batches": 3, "num_ppo_epochs": 9, "learning_rate": 0.5}
+    monkeypatch.setattr(ppo_cli, "TOY_DEFAULTS", {**ppo_cli.TOY_DEFAULTS, **retuned, "lr_scheduler_type": "cosine"})
+    monkeypatch.setattr(ppo_job, "toy_ppo_trainer", capture)
+    world = SimpleNamespace(completion_length=4, special_token_ids=[0, 1])
+    with pytest.raises(_Captured) as captured:
+        run_rpg(world, BenchmarkSettings(), 0, None, tmp_path, family="residual", kind=kind)
+    args, trl = captured.value.args[0], trl_schedule(BenchmarkSettings())
+    assert args.local_batch_size == trl.generation_batch == 128 and args.gradient_accumulation_steps == 1
+    assert (args.num_mini_batches, args.num_ppo_epochs) == (trl.steps_per_generation, trl.num_iterations) == (2, 4)
+    assert (
+        args.learning_rate == 1e-3 and str(getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type)) == "linear"
     )
-    rpg = default_ppo_config(**_schedule_overrides(), output_dir="unused")
-    trl = trl_schedule(BenchmarkSettings())
-    assert rpg.local_batch_size == trl.generation_batch == 128
-    assert (rpg.num_mini_batches, rpg.num_ppo_epochs) == (trl.steps_per_generation, trl.num_iterations) == (2, 4)
-    assert rpg.learning_rate == 1e-3 and str(getattr(rpg.lr_scheduler_type, "value", rpg.lr_scheduler_type)) == "linear"
-    assert rpg.scale_rewards == "group"  # GRPO as TRL ships it
+    assert args.max_steps == 120 and args.scale_rewards == "group"  # 15,360 / 128; GRPO as TRL ships it
+
+
+def test_retuning_the_toy_jobs_schedule_keeps_the_benchmarks_run_key(monkeypatch):
+    from rpg_llm.ppo import cli as ppo_cli
+    from rpg_llm.toy.oracle_benchmark.rpg_contenders import trainer_settings
+
+    before = trainer_settings()
+    retuned = {"per_device_train_batch_size": 7, "num_ppo_epochs": 9, "max_steps": 3, "learning_rate": 0.5}
+    monkeypatch.setattr(ppo_cli, "TOY_DEFAULTS", {**ppo_cli.TOY_DEFAULTS, **retuned})
+    assert trainer_settings() == before
+    monkeypatch.setattr(ppo_cli, "TOY_DEFAULTS", {**ppo_cli.TOY_DEFAULTS, "vf_coef": 0.25})  # one run_rpg keeps
+    assert trainer_settings() != before
 
 
 def test_preference_coefficients_follow_the_families():

@@ -36,7 +36,10 @@ def trainer_settings() -> dict:
     """What these runs depend on beyond the benchmark's settings and world (part of the run cache's key)."""
     from rpg_llm.ppo.cli import TOY_DEFAULTS
 
-    return {"toy_ppo_defaults": TOY_DEFAULTS, "schedule": dataclasses.asdict(contract.ON_POLICY_SCHEDULE)}
+    # Only the toy defaults run_rpg does not override: retuning the toy job's schedule moves no cached run.
+    replaced = set(_schedule_overrides()) | {"max_steps", "output_dir", "seed", "logging_steps", "disable_tqdm"}
+    shared = {name: value for name, value in TOY_DEFAULTS.items() if name not in replaced}
+    return {"toy_ppo_defaults": shared, "schedule": dataclasses.asdict(contract.ON_POLICY_SCHEDULE)}
 
 
 def _schedule_overrides() -> dict:

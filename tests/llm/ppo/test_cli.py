@@ -42,3 +42,19 @@ def test_only_the_grpo_row_takes_grpo_scale_rewards():
         "residual_grpo": "none",
     }
     assert _parse([])[1].grpo_scale_rewards == "batch"  # the default row: one std for the rollout
+
+
+def test_the_toy_job_names_the_flags_it_replaces_once_per_reason(capsys):
+    from rpg_llm.ppo.cli import _note_flags_the_toy_job_ignores
+
+    _note_flags_the_toy_job_ignores(
+        ["--scale_rewards", "none", "--omega_prime=0.1", "--alpha_hat", "0.2", "--seed", "1"]
+    )
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == [
+        "note: --omega_prime, --alpha_hat ignored by the toy job; each method's (ω', α̂) comes from --greedy_alpha_hat, "
+        "--kl_beta, --residual_omega_prime, --residual_alpha_hat",
+        "note: --scale_rewards ignored by the toy job; the Residual GRPO row's std scaling comes from "
+        "--grpo_scale_rewards",
+    ]
+    assert _parse(["--grpo_scale_rewards", "false"])[1].grpo_scale_rewards == "none"  # TRL's booleans work too
