@@ -544,3 +544,42 @@ def test_ray_without_a_shared_folder_runs_a_table2_plan_that_ships_a_prior(tmp_p
     assert not list(driver_runs.rglob("last.pt"))  # the driver never saw a worker's run folder
     assert len(list(worker_root.rglob("last.pt"))) == 5  # soft, full, greedy, kl, residual trained there
     assert len(list(worker_root.rglob("prior.pt"))) == 4  # the prior row and 3 customizations got it by value
+
+
+def _progress_run(env: str, variant: str, seed: int, seconds: float, rate: float | None) -> dict:
+    return {
+        "spec": {"env": env, "variant": variant, "seed": seed},
+        "provenance": {"training": {"wall_time_s": seconds, "steps_per_second": rate}},
+    }
+
+
+def test_progress_rows_count_seeds_hours_and_rates_per_cell():
+    from rpg_control.reproduce.progress import progress_markdown, progress_rows
+
+    runs = [
+        _progress_run("halfcheetah", "soft", 1, 3600.0, 3000.0),
+        _progress_run("halfcheetah", "soft", 0, 1800.0, 1000.0),
+        _progress_run("halfcheetah", "soft", 2, 1800.0, 1500.0),  # median 1,500; mean 1,833
+        _progress_run("hopper", "kl", 0, 900.0, None),  # not in the stage: listed after it
+    ]
+    stage = {"halfcheetah": ("soft", "greedy"), "ant": ("soft",)}
+    rows = progress_rows(runs, seeds=5, stage=stage)
+    assert [(r["env"], r["variant"], r["done"], r["seeds"]) for r in rows] == [
+        ("halfcheetah", "soft", 3, [0, 1, 2]),
+        ("halfcheetah", "greedy", 0, []),
+        ("ant", "soft", 0, []),
+        ("hopper", "kl", 1, [0]),
+    ]
+    assert rows[0]["core_hours"] == 2.0 and rows[0]["rates"] == [1000.0, 1500.0, 3000.0]
+    page = progress_markdown(rows, "paper", stage_size=15)
+    assert "| halfcheetah | soft | 3/5 (0, 1, 2) | 2.00 | 1,500 (1,000–3,000) |" in page
+    assert "| halfcheetah | greedy | 0/5 (none) | 0.00 | — |" in page
+    assert "| hopper | kl | 1/5 (0) | 0.25 | — |" in page
+    assert page.rstrip().endswith("| **all** | | **4/15** | **2.25** | |")
+
+
+def test_the_committed_progress_page_is_current():
+    """results/mujoco/paper/progress.md is its result JSONs' (rerun the module after committing a run)."""
+    from rpg_control.reproduce import progress
+
+    assert progress.main(["--check"]) == 0

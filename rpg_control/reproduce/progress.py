@@ -1,0 +1,127 @@
+"""How far a multi-session sweep has come, from its result JSONs alone: ``results/mujoco/<scale>/progress.md``.
+
+    python -m rpg_control.reproduce.progress                 # write results/mujoco/paper/progress.md
+    python -m rpg_control.reproduce.progress --check         # exit 1 if the page is stale
+
+One row per (env, variant) that a stage plans or that has a finished run: seeds finished, training core-hours
+(the wall time of every process that trained a run, resumed segments included: one torch thread per run, so
+at most one core each; on a shared machine wall time overstates CPU time) and env steps per second of training
+(median over the runs, with the range). README quotes
+the table (tools/sync_docs.py), so the count of finished runs there cannot drift from the files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from pathlib import Path
+
+from rpg.utils.atomic import write_text_atomic
+from rpg_control.reproduce.plan import PRIOR_EVALUATION, SCALES
+from rpg_control.reproduce.store import REPO_ROOT, read_json
+
+# Issue #11's stage 1 at the paper's scale: Table I's Soft PPO on the three envs (also Table II's priors) and
+# Table II on HalfCheetah (Greedy, KL, Residual from the prior; Full Policy from scratch), 5 seeds each.
+STAGE_1 = {
+    "halfcheetah": ("soft", "greedy", "kl", "residual", "full"),
+    "hopper": ("soft",),
+    "ant": ("soft",),
+}
+
+
+def finished_runs(results_dir: Path) -> list[dict]:
+    """Every training run's result under ``results_dir/run_results`` (the prior's evaluation is not one)."""
+    runs = []
+    for path in sorted((results_dir / "run_results").rglob("*.json")):
+        result = read_json(path)
+        if result is not None and result["spec"]["variant"] != PRIOR_EVALUATION:
+            runs.append(result)
+    return runs
+
+
+def _cell_row(env: str, variant: str, runs: list[dict], seeds: int) -> dict:
+    trainings = [run["provenance"]["training"] for run in runs]
+    rates = sorted(t["steps_per_second"] for t in trainings if t.get("steps_per_second"))
+    return {
+        "env": env,
+        "variant": variant,
+        "done": len(runs),
+        "planned": seeds,
+        "seeds": sorted(run["spec"]["seed"] for run in runs),
+        "core_hours": sum(t["wall_time_s"] for t in trainings) / 3600,
+        "rates": rates,
+    }
+
+
+def progress_rows(runs: list[dict], seeds: int, stage: dict[str, tuple[str, ...]] = STAGE_1) -> list[dict]:
+    """One row per (env, variant) of ``stage`` or with a finished run, stage cells first, in stage order."""
+    by_cell: dict[tuple[str, str], list[dict]] = {}
+    for run in runs:
+        by_cell.setdefault((run["spec"]["env"], run["spec"]["variant"]), []).append(run)
+    cells = [(env, variant) for env, variants in stage.items() for variant in variants]
+    cells += sorted(cell for cell in by_cell if cell not in cells)
+    return [_cell_row(env, variant, by_cell.get((env, variant), []), seeds) for env, variant in cells]
+
+
+def _rate_text(rates: list[float]) -> str:
+    if not rates:
+        return "—"
+    median = f"{statistics.median(rates):,.0f}"
+    return median if len(rates) == 1 else f"{median} ({rates[0]:,.0f}–{rates[-1]:,.0f})"
+
+
+def progress_markdown(rows: list[dict], scale_name: str, stage_size: int) -> str:
+    done = sum(row["done"] for row in rows)
+    hours = sum(row["core_hours"] for row in rows)
+    lines = [
+        f"# Progress of the `{scale_name}`-scale sweep",
+        "",
+        "Written by `python -m rpg_control.reproduce.progress` from the result JSONs beside this file. Core-hours: "
+        "the wall time of every process that trained a run (one torch thread each, so at most one core), resumed "
+        "segments included; on a shared machine wall time overstates CPU time. Env steps/s: training steps over "
+        "that time, median over the runs (range), on the machines the JSONs name.",
+        "",
+        "| env | variant | seeds finished | training core-hours | env steps/s (median, range) |",
+        "|---|---|---|---|---|",
+    ]
+    for row in rows:
+        seeds = ", ".join(map(str, row["seeds"])) or "none"
+        lines.append(
+            f"| {row['env']} | {row['variant']} | {row['done']}/{row['planned']} ({seeds}) | "
+            f"{row['core_hours']:.2f} | {_rate_text(row['rates'])} |"
+        )
+    lines.append(f"| **all** | | **{done}/{stage_size}** | **{hours:.2f}** | |")
+    return "\n".join(lines) + "\n"
+
+
+def render(results_dir: Path, scale_name: str) -> str:
+    seeds = SCALES[scale_name].seeds
+    rows = progress_rows(finished_runs(results_dir), seeds)
+    stage_size = sum(len(variants) for variants in STAGE_1.values()) * seeds
+    return progress_markdown(rows, scale_name, stage_size)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", default="paper", choices=sorted(SCALES))
+    parser.add_argument("--check", action="store_true", help="exit 1 if progress.md is stale")
+    args = parser.parse_args(argv)
+    results_dir = REPO_ROOT / "results" / "mujoco" / args.scale
+    page = results_dir / "progress.md"
+    text = render(results_dir, args.scale)
+    if args.check:
+        current = page.read_text() if page.exists() else ""
+        if current != text:
+            print(
+                f"{page.relative_to(REPO_ROOT)} is stale: run python -m rpg_control.reproduce.progress", file=sys.stderr
+            )
+            return 1
+        return 0
+    write_text_atomic(page, text)
+    print(f"wrote {page.relative_to(REPO_ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
