@@ -3,10 +3,11 @@
     python -m rpg_control.reproduce.progress                 # write results/mujoco/paper/progress.md
     python -m rpg_control.reproduce.progress --check         # exit 1 if the page is stale
 
-One row per (env, variant) that a stage plans or that has a finished run: seeds finished, training core-hours
-(the wall time of every process that trained a run, resumed segments included: one torch thread per run, so
-at most one core each; on a shared machine wall time overstates CPU time) and env steps per second of training
-(median over the runs, with the range). README quotes
+Paper scale only (its runs record ``provenance.training``). One row per (env, variant) that stage 1 plans or
+that has a finished run: seeds finished, training wall-hours (the recorded wall time of every process that
+trained a run, resumed segments included; one torch thread per run, so at most one core each — on a shared
+machine wall time overstates CPU time, and the time a killed process spent past its last checkpoint is not
+recorded) and env steps per second of training (median over the runs, with the range). README quotes
 the table (tools/sync_docs.py), so the count of finished runs there cannot drift from the files.
 """
 
@@ -20,6 +21,8 @@ from pathlib import Path
 from rpg.utils.atomic import write_text_atomic
 from rpg_control.reproduce.plan import PRIOR_EVALUATION, SCALES
 from rpg_control.reproduce.store import REPO_ROOT, read_json
+
+SCALE = "paper"  # the only scale whose runs record provenance.training
 
 # Issue #11's stage 1 at the paper's scale: Table I's Soft PPO on the three envs (also Table II's priors) and
 # Table II on HalfCheetah (Greedy, KL, Residual from the prior; Full Policy from scratch), 5 seeds each.
@@ -41,6 +44,10 @@ def finished_runs(results_dir: Path) -> list[dict]:
 
 
 def _cell_row(env: str, variant: str, runs: list[dict], seeds: int) -> dict:
+    # A cell is one run configuration: two configs (or priors, or step counts) must not be counted as one.
+    configs = {(r["spec"].get("config_sha"), r["spec"].get("prior_sha"), r["spec"].get("steps")) for r in runs}
+    if len(configs) > 1:
+        raise ValueError(f"{env}/{variant}: runs of {len(configs)} configurations {sorted(map(str, configs))}")
     trainings = [run["provenance"]["training"] for run in runs]
     rates = sorted(t["steps_per_second"] for t in trainings if t.get("steps_per_second"))
     return {
@@ -49,7 +56,7 @@ def _cell_row(env: str, variant: str, runs: list[dict], seeds: int) -> dict:
         "done": len(runs),
         "planned": seeds,
         "seeds": sorted(run["spec"]["seed"] for run in runs),
-        "core_hours": sum(t["wall_time_s"] for t in trainings) / 3600,
+        "wall_hours": sum(t["wall_time_s"] for t in trainings) / 3600,
         "rates": rates,
     }
 
@@ -71,45 +78,45 @@ def _rate_text(rates: list[float]) -> str:
     return median if len(rates) == 1 else f"{median} ({rates[0]:,.0f}–{rates[-1]:,.0f})"
 
 
-def progress_markdown(rows: list[dict], scale_name: str, stage_size: int) -> str:
-    done = sum(row["done"] for row in rows)
-    hours = sum(row["core_hours"] for row in rows)
+def progress_markdown(rows: list[dict], scale_name: str, stage: dict[str, tuple[str, ...]] = STAGE_1) -> str:
+    staged = [row for row in rows if row["variant"] in stage.get(row["env"], ())]
+    done = sum(min(row["done"], row["planned"]) for row in staged)
+    planned = sum(row["planned"] for row in staged)
+    hours = sum(row["wall_hours"] for row in staged)
     lines = [
         f"# Progress of the `{scale_name}`-scale sweep",
         "",
-        "Written by `python -m rpg_control.reproduce.progress` from the result JSONs beside this file. Core-hours: "
-        "the wall time of every process that trained a run (one torch thread each, so at most one core), resumed "
-        "segments included; on a shared machine wall time overstates CPU time. Env steps/s: training steps over "
-        "that time, median over the runs (range), on the machines the JSONs name.",
+        "Written by `python -m rpg_control.reproduce.progress` from the result JSONs beside this file. Wall-hours: "
+        "the recorded wall time of every process that trained a run (one torch thread each, so at most one core), "
+        "resumed segments included; on a shared machine wall time overstates CPU time. Env steps/s: training steps "
+        "over that time, median over the runs (range), on the machines the JSONs name. The last row counts the "
+        "stage's cells only.",
         "",
-        "| env | variant | seeds finished | training core-hours | env steps/s (median, range) |",
+        "| env | variant | seeds finished | training wall-hours | env steps/s (median, range) |",
         "|---|---|---|---|---|",
     ]
     for row in rows:
         seeds = ", ".join(map(str, row["seeds"])) or "none"
         lines.append(
             f"| {row['env']} | {row['variant']} | {row['done']}/{row['planned']} ({seeds}) | "
-            f"{row['core_hours']:.2f} | {_rate_text(row['rates'])} |"
+            f"{row['wall_hours']:.2f} | {_rate_text(row['rates'])} |"
         )
-    lines.append(f"| **all** | | **{done}/{stage_size}** | **{hours:.2f}** | |")
+    lines.append(f"| **stage 1** | | **{done}/{planned}** | **{hours:.2f}** | |")
     return "\n".join(lines) + "\n"
 
 
-def render(results_dir: Path, scale_name: str) -> str:
-    seeds = SCALES[scale_name].seeds
-    rows = progress_rows(finished_runs(results_dir), seeds)
-    stage_size = sum(len(variants) for variants in STAGE_1.values()) * seeds
-    return progress_markdown(rows, scale_name, stage_size)
+def render(results_dir: Path) -> str:
+    rows = progress_rows(finished_runs(results_dir), SCALES[SCALE].seeds)
+    return progress_markdown(rows, SCALE)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scale", default="paper", choices=sorted(SCALES))
     parser.add_argument("--check", action="store_true", help="exit 1 if progress.md is stale")
     args = parser.parse_args(argv)
-    results_dir = REPO_ROOT / "results" / "mujoco" / args.scale
+    results_dir = REPO_ROOT / "results" / "mujoco" / SCALE
     page = results_dir / "progress.md"
-    text = render(results_dir, args.scale)
+    text = render(results_dir)
     if args.check:
         current = page.read_text() if page.exists() else ""
         if current != text:

@@ -570,12 +570,21 @@ def test_progress_rows_count_seeds_hours_and_rates_per_cell():
         ("ant", "soft", 0, []),
         ("hopper", "kl", 1, [0]),
     ]
-    assert rows[0]["core_hours"] == 2.0 and rows[0]["rates"] == [1000.0, 1500.0, 3000.0]
-    page = progress_markdown(rows, "paper", stage_size=15)
+    assert rows[0]["wall_hours"] == 2.0 and rows[0]["rates"] == [1000.0, 1500.0, 3000.0]
+    page = progress_markdown(rows, "paper", stage)
     assert "| halfcheetah | soft | 3/5 (0, 1, 2) | 2.00 | 1,500 (1,000–3,000) |" in page
     assert "| halfcheetah | greedy | 0/5 (none) | 0.00 | — |" in page
     assert "| hopper | kl | 1/5 (0) | 0.25 | — |" in page
-    assert page.rstrip().endswith("| **all** | | **4/15** | **2.25** | |")
+    assert page.rstrip().endswith("| **stage 1** | | **3/15** | **2.00** | |")  # off-stage runs not counted
+
+
+def test_progress_refuses_two_configurations_in_one_cell():
+    from rpg_control.reproduce.progress import progress_rows
+
+    runs = [_progress_run("ant", "soft", 0, 1.0, 1.0), _progress_run("ant", "soft", 1, 1.0, 1.0)]
+    runs[1]["spec"]["config_sha"] = "another"
+    with pytest.raises(ValueError, match="ant/soft: runs of 2 configurations"):
+        progress_rows(runs, seeds=5)
 
 
 def test_the_committed_progress_page_is_current():
