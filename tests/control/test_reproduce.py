@@ -592,3 +592,28 @@ def test_the_committed_progress_page_is_current():
     from rpg_control.reproduce import progress
 
     assert progress.main(["--check"]) == 0
+
+
+def test_collect_copies_what_the_checkout_lacks_and_refuses_a_differing_file(tmp_path):
+    from rpg_control.reproduce.collect import RESULTS, collect
+
+    sweep, here = tmp_path / "sweep", tmp_path / "here"
+    files = {
+        "run_results/halfcheetah/kl/seed0.json": b'{"a": 1}',  # both have it, equal: left alone
+        "run_results/halfcheetah/kl/seed1.json": b'{"b": 2}',  # new: copied
+        "priors/hopper.pt": b"\x00prior",  # new: copied
+    }
+    for rel, data in files.items():
+        (sweep / RESULTS / rel).parent.mkdir(parents=True, exist_ok=True)
+        (sweep / RESULTS / rel).write_bytes(data)
+    (sweep / RESULTS.parent / "paper_runs_not_collected.txt").write_text("x")
+    (here / RESULTS / "run_results/halfcheetah/kl").mkdir(parents=True)
+    (here / RESULTS / "run_results/halfcheetah/kl/seed0.json").write_bytes(b'{"a": 1}')
+    assert collect(sweep, here) == [RESULTS / "priors/hopper.pt", RESULTS / "run_results/halfcheetah/kl/seed1.json"]
+    assert all((here / RESULTS / rel).read_bytes() == data for rel, data in files.items())
+    assert collect(sweep, here) == []  # a second collect finds nothing new
+    (sweep / RESULTS / "run_results/halfcheetah/kl/seed0.json").write_bytes(b'{"a": 2}')
+    (sweep / RESULTS / "priors/ant.pt").write_bytes(b"new")
+    with pytest.raises(ValueError, match="1 file\\(s\\) differ .*kl/seed0.json"):
+        collect(sweep, here)
+    assert not (here / RESULTS / "priors/ant.pt").exists()  # refused before anything was copied
