@@ -22,21 +22,9 @@ from rpg_control.reproduce.store import REPO_ROOT
 
 RESULTS = Path("results") / "mujoco" / "paper"
 COLLECTED = ("run_results", "priors")  # what a sweep writes that a commit keeps (not run folders)
-STAGE_1_RENDERS = (
-    ["--table", "2", "--envs", "halfcheetah", "--scale", "paper", "--report-only"],
-    [
-        "--table",
-        "1",
-        "--variants",
-        "soft",
-        "--envs",
-        "halfcheetah",
-        "hopper",
-        "ant",
-        "--scale",
-        "paper",
-        "--report-only",
-    ],
+STAGE_1_RENDERS = (  # the argv of `rpg control reproduce` for each stage-1 table
+    "--table 2 --envs halfcheetah --scale paper --report-only".split(),
+    "--table 1 --variants soft --envs halfcheetah hopper ant --scale paper --report-only".split(),
 )
 
 
