@@ -96,13 +96,13 @@ def run_model_job(script, ppo_args, model_args) -> int:
 
 
 # Flags of a model job that the toy job replaces with its own per-method arguments.
+_PER_METHOD_COEFFICIENTS = (
+    "each method's (ω', α̂) comes from --greedy_alpha_hat, --kl_beta, --residual_omega_prime, --residual_alpha_hat"
+)
 _TOY_JOB_REPLACES = {
-    "--omega_prime": "each method's (ω', α̂) comes from --greedy_alpha_hat, --kl_beta, --residual_omega_prime, "
-    "--residual_alpha_hat",
-    "--alpha_hat": "each method's (ω', α̂) comes from --greedy_alpha_hat, --kl_beta, --residual_omega_prime, "
-    "--residual_alpha_hat",
-    "--kl_coef": "each method's (ω', α̂) comes from --greedy_alpha_hat, --kl_beta, --residual_omega_prime, "
-    "--residual_alpha_hat",
+    "--omega_prime": _PER_METHOD_COEFFICIENTS,
+    "--alpha_hat": _PER_METHOD_COEFFICIENTS,
+    "--kl_coef": _PER_METHOD_COEFFICIENTS,
     "--scale_rewards": "the Residual GRPO row's std scaling comes from --grpo_scale_rewards",
 }
 
