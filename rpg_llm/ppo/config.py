@@ -22,6 +22,11 @@ __all__ = ["ResidualPPOConfig", "ADVANTAGE_ESTIMATORS"]
 ADVANTAGE_ESTIMATORS = ("gae", "rloo", "grpo")  # OpenRLHF's name for the switch
 
 
+def scale_rewards_from_trl(value) -> str:
+    """TRL's booleans for GRPO's std scaling as its names: true = group, false = none; others unchanged."""
+    return {"true": "group", "false": "none"}.get(str(value).lower(), value)
+
+
 @dataclass
 class ResidualPPOConfig(TrainingArguments):
     """PPO on the per-token reward r_R + ω'·log π_ref − α̂·log πθ (paper eq. 8).
@@ -317,7 +322,7 @@ class ResidualPPOConfig(TrainingArguments):
                 f"num_generations={self.num_generations} must divide the rollout's {self.local_batch_size} completions "
                 "(per_device_train_batch_size × gradient_accumulation_steps × num_mini_batches)"
             )
-        scale = {"true": "group", "false": "none"}.get(str(self.scale_rewards).lower(), self.scale_rewards)
+        scale = scale_rewards_from_trl(self.scale_rewards)
         if scale not in GROUP_SCALINGS:
             raise ValueError(
                 f"scale_rewards must be one of {GROUP_SCALINGS} (or true / false), got {self.scale_rewards!r}"

@@ -73,11 +73,9 @@ class ToyExperimentArguments(ToyWorldArguments):
         if unknown:
             raise ValueError(f"unknown methods {sorted(unknown)}; choose from {', '.join(METHODS)}")
         from rpg.advantage import GROUP_SCALINGS
+        from rpg_llm.ppo.config import scale_rewards_from_trl
 
-        # TRL's booleans, as ResidualPPOConfig.scale_rewards takes them: true = group, false = none.
-        self.grpo_scale_rewards = {"true": "group", "false": "none"}.get(
-            str(self.grpo_scale_rewards).lower(), self.grpo_scale_rewards
-        )
+        self.grpo_scale_rewards = scale_rewards_from_trl(self.grpo_scale_rewards)  # as ResidualPPOConfig takes it
         if self.grpo_scale_rewards not in GROUP_SCALINGS:
             raise ValueError(f"grpo_scale_rewards must be one of {GROUP_SCALINGS}, got {self.grpo_scale_rewards!r}")
         if self.group_num_generations < 2:
