@@ -6,7 +6,7 @@
 The sweep runs from its own worktree at a fixed commit (docs/mujoco_reproduction.md); its finished runs land
 in that worktree's ``results/mujoco/paper/``. This copies every result JSON and prior there that this checkout
 lacks — never overwriting one it has: a file that differs is refused, naming it, before anything is copied —
-then renders Tables I and II (``--report-only``), the claims page, the progress page and README's quoted
+then renders Tables I and II (``--report-only``), the claims page, the progress and summary pages and README's quoted
 tables, the steps a session takes before committing a finished run.
 """
 
@@ -62,7 +62,7 @@ def collect(sweep_root: Path, here: Path = REPO_ROOT) -> list[Path]:
 
 def render_stage_1() -> None:
     """Tables I and II from the results alone, then the pages that quote them."""
-    from rpg_control.reproduce import claims_page, progress
+    from rpg_control.reproduce import claims_page, progress, summary
     from rpg_control.reproduce.cli import main as reproduce
 
     for argv in STAGE_1_RENDERS:
@@ -70,6 +70,7 @@ def render_stage_1() -> None:
             raise RuntimeError(f"rendering failed: rpg control reproduce {' '.join(argv)}")
     claims_page.main([])
     progress.main([])
+    summary.main([])
     subprocess.run([sys.executable, str(REPO_ROOT / "tools" / "sync_docs.py")], check=True)
 
 

@@ -33,21 +33,26 @@ STAGE_1 = {
 }
 
 
-def finished_runs(results_dir: Path) -> list[dict]:
-    """Every training run's result under ``results_dir/run_results`` (the prior's evaluation is not one)."""
+def finished_runs(results_dir: Path, with_prior: bool = False) -> list[dict]:
+    """Every training run's result under ``results_dir/run_results``; the prior's evaluation (not a training
+    run) only ``with_prior``."""
     runs = []
     for path in sorted((results_dir / "run_results").rglob("*.json")):
         result = read_json(path)
-        if result is not None and result["spec"]["variant"] != PRIOR_EVALUATION:
+        if result is not None and (with_prior or result["spec"]["variant"] != PRIOR_EVALUATION):
             runs.append(result)
     return runs
 
 
-def _cell_row(env: str, variant: str, runs: list[dict], seeds: int) -> dict:
-    # A cell is one run configuration: two configs (or priors, or step counts) must not be counted as one.
+def check_one_configuration(env: str, variant: str, runs: list[dict]) -> None:
+    """A cell is one run configuration: two configs (or priors, or step counts) must not be counted as one."""
     configs = {(r["spec"].get("config_sha"), r["spec"].get("prior_sha"), r["spec"].get("steps")) for r in runs}
     if len(configs) > 1:
         raise ValueError(f"{env}/{variant}: runs of {len(configs)} configurations {sorted(map(str, configs))}")
+
+
+def _cell_row(env: str, variant: str, runs: list[dict], seeds: int) -> dict:
+    check_one_configuration(env, variant, runs)
     trainings = [run["provenance"]["training"] for run in runs]
     rates = sorted(t["steps_per_second"] for t in trainings if t.get("steps_per_second"))
     return {

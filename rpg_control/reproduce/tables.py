@@ -57,6 +57,11 @@ def eval_key(checkpoint: str, mode: str) -> str:
 
 def collect(specs: list[RunSpec], results: dict[str, dict], mode: str = "deterministic") -> Row:
     done = [results[spec.run_id] for spec in specs if spec.run_id in results]
+    return Row(len(specs), len(done), pooled_figures(done, mode))
+
+
+def pooled_figures(done: list[dict], mode: str = "deterministic") -> dict[str, dict[str, Figure | None]]:
+    """checkpoint ("best"/"last") -> quantity -> the figure pooled over the episodes of finished results ``done``."""
     figures: dict[str, dict[str, Figure | None]] = {}
     for checkpoint in ("best", "last"):
         key = eval_key(checkpoint, mode)
@@ -64,7 +69,7 @@ def collect(specs: list[RunSpec], results: dict[str, dict], mode: str = "determi
             quantity: pooled([(r["eval"].get(key, {}).get(quantity), r["spec"]["episodes"]) for r in done])
             for quantity in ("total", "basic", "addon", "addon_metric")
         }
-    return Row(len(specs), len(done), figures)
+    return figures
 
 
 def fmt(figure: Figure | None, digits: int = 1, bold: bool = False) -> str:
@@ -154,7 +159,11 @@ def _done(specs: list[RunSpec], results: dict[str, dict]) -> list[dict]:
 
 def seed_cell(specs, results, checkpoint: str, quantity: str, mode: str) -> verdicts.Cell | None:
     """The seeds' means of one table cell; the prior row (one checkpoint) as a fixed value with its std. error."""
-    done = _done(specs, results)
+    return cell_of(_done(specs, results), checkpoint, quantity, mode)
+
+
+def cell_of(done: list[dict], checkpoint: str, quantity: str, mode: str) -> verdicts.Cell | None:
+    """``seed_cell`` of finished results ``done`` (one cell's seeds, or the prior's one evaluation)."""
     figures = [(r["eval"].get(eval_key(checkpoint, mode), {}).get(quantity), r) for r in done]
     figures = [(f, r) for f, r in figures if f is not None]
     if not figures:
@@ -199,9 +208,13 @@ def _multi_claim(label: str, mine: verdicts.Cell | None, others: dict[str, verdi
 
 
 def _best_seed(specs, results, mode: str, quantity: str) -> tuple[Figure, dict] | None:
+    return best_seed_of(_done(specs, results), mode, quantity)
+
+
+def best_seed_of(done: list[dict], mode: str, quantity: str) -> tuple[Figure, dict] | None:
     """The paper's "best performance": the best seed's best checkpoint (one policy, its episodes)."""
     key = eval_key("best", mode)
-    done = [r for r in _done(specs, results) if r["eval"].get(key, {}).get(quantity)]
+    done = [r for r in done if r["eval"].get(key, {}).get(quantity)]
     if not done:
         return None
     # The seed is picked on the deterministic evaluation's basic reward, as Table II's prior is.
