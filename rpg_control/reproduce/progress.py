@@ -44,15 +44,42 @@ def finished_runs(results_dir: Path, with_prior: bool = False) -> list[dict]:
     return runs
 
 
-def check_one_configuration(env: str, variant: str, runs: list[dict]) -> None:
-    """A cell is one run configuration: two configs (or priors, or step counts) must not be counted as one."""
-    configs = {(r["spec"].get("config_sha"), r["spec"].get("prior_sha"), r["spec"].get("steps")) for r in runs}
+def cell_of_spec(spec: dict) -> tuple[str, str]:
+    """(env, column) of a run: its variant, Table III's state-dependent-std runs apart (as in their run ids)."""
+    return spec["env"], spec["variant"] + ("-state-std" if spec.get("state_std") else "")
+
+
+def _check_one_configuration(env: str, column: str, runs: list[dict]) -> None:
+    """A cell is one run configuration: two configs (priors, step or episode counts) must not be pooled."""
+    keys = ("config_sha", "prior_sha", "steps", "episodes", "state_std")
+    configs = {tuple(run["spec"].get(key) for key in keys) for run in runs}
     if len(configs) > 1:
-        raise ValueError(f"{env}/{variant}: runs of {len(configs)} configurations {sorted(map(str, configs))}")
+        raise ValueError(f"{env}/{column}: runs of {len(configs)} configurations {sorted(map(str, configs))}")
+
+
+def runs_by_cell(runs: list[dict]) -> dict[tuple[str, str], list[dict]]:
+    """(env, column) -> its finished results, each cell checked to be one run configuration."""
+    cells: dict[tuple[str, str], list[dict]] = {}
+    for run in runs:
+        cells.setdefault(cell_of_spec(run["spec"]), []).append(run)
+    for (env, column), cell in cells.items():
+        _check_one_configuration(env, column, cell)
+    return cells
+
+
+def write_or_check(page: Path, text: str, module: str, check: bool) -> int:
+    """Write ``page`` (a generated results page), or with ``check`` only report whether it is stale (exit 1)."""
+    if check:
+        if (page.read_text() if page.exists() else "") != text:
+            print(f"{page.relative_to(REPO_ROOT)} is stale: run python -m {module}", file=sys.stderr)
+            return 1
+        return 0
+    write_text_atomic(page, text)
+    print(f"wrote {page.relative_to(REPO_ROOT)}")
+    return 0
 
 
 def _cell_row(env: str, variant: str, runs: list[dict], seeds: int) -> dict:
-    check_one_configuration(env, variant, runs)
     trainings = [run["provenance"]["training"] for run in runs]
     rates = sorted(t["steps_per_second"] for t in trainings if t.get("steps_per_second"))
     return {
@@ -68,9 +95,7 @@ def _cell_row(env: str, variant: str, runs: list[dict], seeds: int) -> dict:
 
 def progress_rows(runs: list[dict], seeds: int, stage: dict[str, tuple[str, ...]] = STAGE_1) -> list[dict]:
     """One row per (env, variant) of ``stage`` or with a finished run, stage cells first, in stage order."""
-    by_cell: dict[tuple[str, str], list[dict]] = {}
-    for run in runs:
-        by_cell.setdefault((run["spec"]["env"], run["spec"]["variant"]), []).append(run)
+    by_cell = runs_by_cell(runs)
     cells = [(env, variant) for env, variants in stage.items() for variant in variants]
     cells += sorted(cell for cell in by_cell if cell not in cells)
     return [_cell_row(env, variant, by_cell.get((env, variant), []), seeds) for env, variant in cells]
@@ -120,19 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="exit 1 if progress.md is stale")
     args = parser.parse_args(argv)
     results_dir = REPO_ROOT / "results" / "mujoco" / SCALE
-    page = results_dir / "progress.md"
     text = render(results_dir)
-    if args.check:
-        current = page.read_text() if page.exists() else ""
-        if current != text:
-            print(
-                f"{page.relative_to(REPO_ROOT)} is stale: run python -m rpg_control.reproduce.progress", file=sys.stderr
-            )
-            return 1
-        return 0
-    write_text_atomic(page, text)
-    print(f"wrote {page.relative_to(REPO_ROOT)}")
-    return 0
+    return write_or_check(results_dir / "progress.md", text, "rpg_control.reproduce.progress", args.check)
 
 
 if __name__ == "__main__":

@@ -223,7 +223,7 @@ def best_seed_of(done: list[dict], mode: str, quantity: str) -> tuple[Figure, di
     return (figure["mean"], figure["std"]), result
 
 
-def _best_seed_note(result: dict) -> str:
+def best_seed_note(result: dict) -> str:
     record = (result.get("evaluated_checkpoints") or {}).get("best") or {}
     step = record.get("checkpoint_step")
     return f"seed {result['seed']}, step {NOT_RECORDED if step is None else f'{step:,}'}"
@@ -251,7 +251,7 @@ def _basic_task_sections(envs, columns, titles, rows_specs, results, mode, paper
     theirs = {env: {c: paper_table["best"][env][c] for c in columns} for env in envs}
     lines += _compare_table(envs, columns, titles, ours, theirs) + [""]
     for env in envs:
-        notes = ", ".join(f"{titles[c]}: {_best_seed_note(b[1])}" for c, b in best[env].items() if b)
+        notes = ", ".join(f"{titles[c]}: {best_seed_note(b[1])}" for c, b in best[env].items() if b)
         lines.append(f"- {paper.ENV_TITLES[env]}: {notes or '—'}.")
     lines += ["", "## Best checkpoints of every seed, pooled (extra column set; not the paper's definition)", ""]
     ours = {env: {c: rows[(env, c)].get("best", "basic") for c in columns} for env in envs}
@@ -381,7 +381,7 @@ def _table2_env_block(env, specs_by_cell, results, mode, prior) -> list[str]:
     )
     lines.append("|---|---|---|---|---|---|---|")
     ours = {c: table2_rows([env], specs_by_cell, results, mode, c)[env] for c in ("best", "last")}
-    theirs = {p: dict(zip(TABLE2_QUANTITIES, paper.TABLE2[env][p])) for p in paper.TABLE2_POLICIES}
+    theirs = paper_table2(env)
     bold = {
         source: _bold_best({p: figures[p]["total"] for p in paper.TABLE2_POLICIES if p != "full"})
         for source, figures in (("best", ours["best"]), ("last", ours["last"]), ("paper", theirs))
@@ -429,16 +429,28 @@ def table2_markdown(envs, scale, specs_by_cell, results, command, priors: dict[s
     return "\n".join(lines) + "\n"
 
 
-def table2_claims(env: str, specs_by_cell, results, mode: str = "deterministic") -> list[str]:
-    theirs = {p: dict(zip(TABLE2_QUANTITIES, paper.TABLE2[env][p])) for p in paper.TABLE2_POLICIES}
-    claims = []
+def paper_table2(env: str) -> dict[str, dict[str, Figure]]:
+    """The paper's Table II for ``env``: policy -> quantity -> (mean, std)."""
+    return {p: dict(zip(TABLE2_QUANTITIES, paper.TABLE2[env][p])) for p in paper.TABLE2_POLICIES}
+
+
+def table2_comparisons(done_by_policy: dict[str, list[dict]], mode: str):
+    """Each Table II claim at each checkpoint kind: (other policy, quantity, label, checkpoint, Residual's
+    cell, the other's cell), the cells made of the finished results of each policy (``done_by_policy``)."""
     for other, quantity, label in TABLE2_CLAIMS:
         for checkpoint in ("best", "last"):
-            cells = [
-                seed_cell(specs_by_cell.get((env, policy), []), results, checkpoint, quantity, mode)
-                for policy in ("residual", other)
-            ]
-            names = ("Residual", paper.TABLE2_TITLES[other])
-            line = claim_line(f"{label} ({checkpoint} checkpoints)", cells[0], cells[1], names)
-            claims.append(f"{line} (paper: {theirs['residual'][quantity][0]:.1f} vs {theirs[other][quantity][0]:.1f}).")
+            residual, theirs = (
+                cell_of(done_by_policy.get(policy, []), checkpoint, quantity, mode) for policy in ("residual", other)
+            )
+            yield other, quantity, label, checkpoint, residual, theirs
+
+
+def table2_claims(env: str, specs_by_cell, results, mode: str = "deterministic") -> list[str]:
+    theirs = paper_table2(env)
+    done = {policy: _done(specs_by_cell.get((env, policy), []), results) for policy in paper.TABLE2_POLICIES}
+    claims = []
+    for other, quantity, label, checkpoint, residual, cell in table2_comparisons(done, mode):
+        names = ("Residual", paper.TABLE2_TITLES[other])
+        line = claim_line(f"{label} ({checkpoint} checkpoints)", residual, cell, names)
+        claims.append(f"{line} (paper: {theirs['residual'][quantity][0]:.1f} vs {theirs[other][quantity][0]:.1f}).")
     return claims
