@@ -23,6 +23,7 @@ from rpg_control.reproduce.plan import PRIOR_EVALUATION, SCALES
 from rpg_control.reproduce.store import REPO_ROOT, read_json
 
 SCALE = "paper"  # the only scale whose runs record provenance.training
+RESULTS_DIR = REPO_ROOT / "results" / "mujoco" / SCALE
 
 # Issue #11's stage 1 at the paper's scale: Table I's Soft PPO on the three envs (also Table II's priors) and
 # Table II on HalfCheetah (Greedy, KL, Residual from the prior; Full Policy from scratch), 5 seeds each.
@@ -144,9 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="exit 1 if progress.md is stale")
     args = parser.parse_args(argv)
-    results_dir = REPO_ROOT / "results" / "mujoco" / SCALE
-    text = render(results_dir)
-    return write_or_check(results_dir / "progress.md", text, "rpg_control.reproduce.progress", args.check)
+    text = render(RESULTS_DIR)
+    return write_or_check(RESULTS_DIR / "progress.md", text, "rpg_control.reproduce.progress", args.check)
 
 
 if __name__ == "__main__":

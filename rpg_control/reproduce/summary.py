@@ -21,10 +21,7 @@ import sys
 
 from rpg_control.reproduce import paper, tables, verdicts
 from rpg_control.reproduce.plan import CUSTOMIZATION_VARIANTS, SCALES
-from rpg_control.reproduce.progress import finished_runs, runs_by_cell, write_or_check
-from rpg_control.reproduce.store import REPO_ROOT
-
-SCALE = "paper"
+from rpg_control.reproduce.progress import RESULTS_DIR, SCALE, finished_runs, runs_by_cell, write_or_check
 
 
 def _soft_row(env: str, runs: list[dict], seeds: int) -> str:
@@ -32,7 +29,7 @@ def _soft_row(env: str, runs: list[dict], seeds: int) -> str:
     title = paper.ENV_TITLES[env]
     average, best = (tables.fmt(paper.TABLE1[kind][env]["soft"]) for kind in ("average", "best"))
     picked = tables.best_seed_of(runs, "deterministic", "basic")
-    if not runs or picked is None:
+    if picked is None:  # no finished seed
         return f"| {title} | {len(runs)}/{seeds} | — | — | — | {average} | {best} |"
     last = tables.pooled_figures(runs)["last"]["basic"]
     means = sorted(m["mean"] for run in runs if (m := run["eval"].get("last", {}).get("basic")))
@@ -127,9 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="exit 1 if summary.md is stale")
     args = parser.parse_args(argv)
-    results_dir = REPO_ROOT / "results" / "mujoco" / SCALE
-    text = summary_markdown(finished_runs(results_dir, with_prior=True))
-    return write_or_check(results_dir / "summary.md", text, "rpg_control.reproduce.summary", args.check)
+    text = summary_markdown(finished_runs(RESULTS_DIR, with_prior=True))
+    return write_or_check(RESULTS_DIR / "summary.md", text, "rpg_control.reproduce.summary", args.check)
 
 
 if __name__ == "__main__":
